@@ -1,0 +1,40 @@
+# Two commands do all the set-up on a fresh machine: `make demo` and `make test`.
+# Each creates .venv when missing and installs everything pinned (constraints.txt).
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.sdkit-installed
+TORCH := torch==2.13.0
+
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_VERBOSITY := error
+export HF_HUB_DISABLE_PROGRESS_BARS := 1
+export PYDEVD_DISABLE_FILE_VALIDATION := 1
+
+.PHONY: install demo test lint format clean
+
+install: $(STAMP)
+
+# torch first and pinned (a CPU build here; never torchvision), then sdkit editable with every extra.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check $(TORCH)
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[all,dev]'
+	@if $(PY) -m pip show torchvision >/dev/null 2>&1; then echo "torchvision is installed: it breaks diffusers here; remove it" >&2; exit 1; fi
+	touch $(STAMP)
+
+demo: $(STAMP)
+	@rm -rf runs/demo
+	$(VENV)/bin/sdkit generate "a red circle on a blue background" --seed 1 --steps 20 --n 4 --out runs/demo --no-progress
+	@echo "demo images are in runs/demo/"
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest --nbval --nbval-sanitize-with notebooks/sanitize.cfg tests notebooks
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

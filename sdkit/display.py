@@ -1,0 +1,43 @@
+"""Rich display of results in notebooks: small images with their seeds, no widgets needed."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
+    from .result import GenerationResult
+
+__all__ = ["image_data_uri", "result_html"]
+
+
+def image_data_uri(image: Image) -> str:
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def result_html(result: GenerationResult, *, max_side: int = 256) -> str:
+    """A row of the result's images, each captioned with its seed, then the shared parameters."""
+    cells = []
+    for item in result:
+        w, h = item.image.size
+        scale = min(1.0, max_side / max(w, h))
+        caption = f"seed {item.seed}" if item.seed is not None else f"image {item.index}"
+        cells.append(
+            f'<figure style="display:inline-block;margin:2px;text-align:center">'
+            f'<img src="{image_data_uri(item.image)}" width="{int(w * scale)}" height="{int(h * scale)}" '
+            f'style="image-rendering:pixelated"/>'
+            f"<figcaption><small>{html.escape(caption)}</small></figcaption></figure>"
+        )
+    p = result.params
+    summary = (
+        f"{html.escape(p.prompt)} · {p.num_inference_steps} steps · CFG {p.guidance_scale:g} · "
+        f"{p.width}×{p.height} · {html.escape(str(result.details.get('scheduler', p.scheduler or '')))} · "
+        f"{html.escape(result.model)} ({html.escape(result.backend)})"
+    )
+    return f"<div>{''.join(cells)}<div><small>{summary}</small></div></div>"

@@ -1,0 +1,164 @@
+"""sdkit's exceptions: one root, a short tree.
+
+    SdkitError
+    ├── ValidationError (also ValueError)   bad input, refused before any model or network work
+    ├── MissingDependencyError (also ImportError)   an optional extra is not installed
+    ├── ModelError                          a model could not be built, found or loaded
+    └── APIError                            talking to a Stable Diffusion API went wrong
+        ├── APIConnectionError              could not connect, or the connection dropped
+        │   └── APITimeoutError             no reply in time
+        ├── ReplyError                      a 2xx reply that cannot be used (malformed, no image)
+        └── APIStatusError                  a non-2xx reply; carries status, request id, message
+            ├── BadRequestError             400
+            ├── AuthenticationError         401
+            ├── PermissionDeniedError       403
+            ├── NotFoundError               404
+            ├── RequestTooLargeError        413
+            ├── UnprocessableEntityError    422
+            ├── RateLimitError              429
+            └── ServerError                 5xx
+
+Messages never contain an API key: the client scrubs them before raising.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "MissingDependencyError",
+    "ModelError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ReplyError",
+    "RequestTooLargeError",
+    "SdkitError",
+    "ServerError",
+    "UnprocessableEntityError",
+    "ValidationError",
+]
+
+
+class SdkitError(Exception):
+    """Root of every error sdkit raises on purpose."""
+
+
+class ValidationError(SdkitError, ValueError):
+    """A value was refused. ``field`` names it, ``value`` is what was given."""
+
+    def __init__(self, field: str, value: object, reason: str) -> None:
+        self.field = field
+        self.value = value
+        self.reason = reason
+        super().__init__(f"{field}={value!r}: {reason}")
+
+
+class MissingDependencyError(SdkitError, ImportError):
+    """An optional dependency is missing; the message names the install command."""
+
+    def __init__(self, package: str, extra: str) -> None:
+        self.package = package
+        self.extra = extra
+        super().__init__(f"{package} is not installed; install it with: pip install 'sdkit-lab[{extra}]'")
+
+
+class ModelError(SdkitError):
+    """A model could not be built, found or loaded."""
+
+
+class APIError(SdkitError):
+    """Something went wrong talking to an API."""
+
+
+class APIConnectionError(APIError):
+    """The server could not be reached, or the connection dropped."""
+
+
+class APITimeoutError(APIConnectionError):
+    """The server did not answer in time."""
+
+
+class ReplyError(APIError):
+    """A 2xx reply that cannot be used. ``raw`` keeps the reply's text."""
+
+    def __init__(self, message: str, raw: str = "") -> None:
+        self.raw = raw
+        super().__init__(message)
+
+
+class APIStatusError(APIError):
+    """A non-2xx reply."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        request_id: str | None = None,
+        body: object = None,
+    ) -> None:
+        self.status_code = status_code
+        self.request_id = request_id
+        self.message = message
+        self.body = body
+        rid = f" (request id {request_id})" if request_id else ""
+        super().__init__(f"HTTP {status_code}{rid}: {message}")
+
+
+class BadRequestError(APIStatusError):
+    """400."""
+
+
+class AuthenticationError(APIStatusError):
+    """401."""
+
+
+class PermissionDeniedError(APIStatusError):
+    """403."""
+
+
+class NotFoundError(APIStatusError):
+    """404."""
+
+
+class RequestTooLargeError(APIStatusError):
+    """413."""
+
+
+class UnprocessableEntityError(APIStatusError):
+    """422."""
+
+
+class RateLimitError(APIStatusError):
+    """429. ``retry_after`` is the server's hint in seconds, when it gave one."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, **kw)
+
+
+class ServerError(APIStatusError):
+    """5xx."""
+
+
+STATUS_ERRORS: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    413: RequestTooLargeError,
+    422: UnprocessableEntityError,
+    429: RateLimitError,
+}
+
+
+def status_error_class(status_code: int) -> type[APIStatusError]:
+    """The exception class for an HTTP status (5xx → ServerError)."""
+    if status_code >= 500:
+        return ServerError
+    return STATUS_ERRORS.get(status_code, APIStatusError)

@@ -1,0 +1,394 @@
+"""The local backend: diffusers pipelines on this machine's CPU or GPU."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .backend import StepCallback
+from .embedded import NATIVE_SIZE, embedded_model_path, is_embedded
+from .errors import MissingDependencyError, ModelError, ValidationError
+from .params import GenerationParams
+from .result import GenerationResult, Timings
+from .schedulers import a1111_name, make_scheduler
+
+__all__ = ["MEMORY_PRESETS", "LocalBackend"]
+
+#: Memory presets for small GPUs. ``t4`` suits a Colab T4 (15 GB) for SD 1.x/2.x and SDXL.
+MEMORY_PRESETS: dict[str, tuple[str, ...]] = {
+    "none": (),
+    "t4": ("vae_slicing", "vae_tiling"),
+    "low": ("model_cpu_offload", "attention_slicing", "vae_slicing", "vae_tiling"),
+    "minimal": ("sequential_cpu_offload", "attention_slicing", "vae_slicing", "vae_tiling"),
+}
+DTYPES = ("float32", "float16", "bfloat16")
+DEFAULT_MAX_BATCH = 8
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - depends on the install
+        raise MissingDependencyError("torch", "local") from None
+    return torch
+
+
+def pick_device(device: str | None = None) -> str:
+    """``cuda`` when there is one, then ``mps``, else ``cpu``; an explicit choice is checked."""
+    torch = _torch()
+    if device is None or device == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    kind = device.split(":")[0]
+    if kind not in ("cpu", "cuda", "mps"):
+        raise ValidationError("device", device, "must be auto, cpu, cuda, cuda:N or mps")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ValidationError("device", device, "no CUDA device is available")
+    return device
+
+
+def pick_dtype(device: str, dtype: str | None = None) -> str:
+    """fp16 on a GPU, fp32 on the CPU, unless told otherwise."""
+    if dtype is None or dtype == "auto":
+        return "float32" if device == "cpu" else "float16"
+    if dtype not in DTYPES:
+        raise ValidationError("dtype", dtype, f"must be auto or one of {', '.join(DTYPES)}")
+    return dtype
+
+
+def weights_hash(folder: Path) -> str:
+    """sha256 over a model folder's weight files and configs (sorted by path)."""
+    h = hashlib.sha256()
+    files = sorted(
+        p for p in folder.rglob("*") if p.is_file() and p.suffix in (".safetensors", ".bin", ".json", ".txt")
+    )
+    for p in files:
+        h.update(p.relative_to(folder).as_posix().encode())
+        with p.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass
+class _Loaded:
+    model: str
+    pipe: Any
+    folder: Path | None
+    weights_hash: str | None
+    revision: str | None
+    base_scheduler: tuple[str, dict[str, Any]]
+    native_size: int
+    load_s: float
+
+
+class LocalBackend:
+    """Generates with diffusers on this machine.
+
+    One pipeline is kept loaded and reused: asking for another model unloads the previous one.
+    Noise comes from one CPU ``torch.Generator`` per image, so a seed gives the same image on
+    any device (up to the device's float differences).
+
+    >>> backend = LocalBackend()                       # doctest: +SKIP
+    >>> result = backend.generate(GenerationParams("a red circle", seed=7))  # doctest: +SKIP
+    """
+
+    name = "local"
+
+    def __init__(
+        self,
+        *,
+        device: str | None = None,
+        dtype: str | None = None,
+        memory: str = "none",
+        progress: bool = True,
+        max_batch: int = DEFAULT_MAX_BATCH,
+    ) -> None:
+        if memory not in MEMORY_PRESETS:
+            raise ValidationError("memory", memory, f"must be one of {', '.join(MEMORY_PRESETS)}")
+        if not isinstance(max_batch, int) or max_batch < 1:
+            raise ValidationError("max_batch", max_batch, "must be a positive integer")
+        self.device = pick_device(device)
+        self.dtype = pick_dtype(self.device, dtype)
+        if any(o.endswith("offload") for o in MEMORY_PRESETS[memory]) and not self.device.startswith("cuda"):
+            raise ValidationError("memory", memory, f"CPU offload needs a CUDA device, not {self.device}")
+        self.memory = memory
+        self.progress = progress
+        self.max_batch = max_batch
+        self._loaded: _Loaded | None = None
+
+    def __repr__(self) -> str:
+        model = self._loaded.model if self._loaded else None
+        return f"LocalBackend(device={self.device!r}, dtype={self.dtype!r}, memory={self.memory!r}, loaded={model!r})"
+
+    # --- loading -------------------------------------------------------------------------
+
+    def load(self, model: str) -> Any:
+        """The diffusers pipeline for ``model`` (loaded once, then reused)."""
+        return self._load(model).pipe
+
+    def unload(self) -> None:
+        """Drop the loaded pipeline and free its memory."""
+        self._loaded = None
+        torch = _torch()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def _load(self, model: str) -> _Loaded:
+        if self._loaded is not None and self._loaded.model == model:
+            return self._loaded
+        self.unload()
+        start = time.perf_counter()
+        torch = _torch()
+        try:
+            from diffusers import AutoPipelineForText2Image
+        except ImportError:  # pragma: no cover - depends on the install
+            raise MissingDependencyError("diffusers", "local") from None
+        folder, revision = _model_folder(model)
+        source = str(folder) if folder is not None else model
+        dtype = getattr(torch, self.dtype)
+        if not self.progress:
+            _quiet_loading()
+        try:
+            pipe = None
+            if self.dtype == "float16" and not is_embedded(model):
+                try:
+                    pipe = _from_pretrained(AutoPipelineForText2Image, source, dtype, variant="fp16")
+                except (OSError, ValueError):
+                    pipe = None
+            if pipe is None:
+                pipe = _from_pretrained(AutoPipelineForText2Image, source, dtype)
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelError(
+                f"model={model!r}: could not load it as a diffusers text-to-image pipeline: {exc}"
+            ) from exc
+        self._apply_memory(pipe)
+        pipe.set_progress_bar_config(disable=not self.progress)
+        if folder is None:
+            folder, revision = _model_folder(model)
+        base = pipe.scheduler
+        native = pipe.unet.config.sample_size * getattr(pipe, "vae_scale_factor", 8)
+        self._loaded = _Loaded(
+            model=model,
+            pipe=pipe,
+            folder=folder,
+            weights_hash=weights_hash(folder) if folder is not None else None,
+            revision=revision,
+            base_scheduler=(type(base).__name__, dict(base.config)),
+            native_size=int(native) if native else NATIVE_SIZE,
+            load_s=time.perf_counter() - start,
+        )
+        return self._loaded
+
+    def _apply_memory(self, pipe: Any) -> None:
+        options = MEMORY_PRESETS[self.memory]
+        if "model_cpu_offload" in options:
+            pipe.enable_model_cpu_offload(device=self.device)
+        elif "sequential_cpu_offload" in options:
+            pipe.enable_sequential_cpu_offload(device=self.device)
+        else:
+            pipe.to(self.device)
+        if "attention_slicing" in options:
+            pipe.enable_attention_slicing()
+        if "vae_slicing" in options:
+            pipe.vae.enable_slicing()
+        if "vae_tiling" in options:
+            pipe.vae.enable_tiling()
+
+    # --- generating ----------------------------------------------------------------------
+
+    def generate(self, params: GenerationParams, *, on_step: StepCallback | None = None) -> GenerationResult:
+        """Make ``params.num_images`` images in one pipeline call."""
+        return self.generate_many([params], on_step=on_step)[0]
+
+    def generate_many(
+        self, params: Sequence[GenerationParams], *, on_step: StepCallback | None = None
+    ) -> list[GenerationResult]:
+        """Make several requests; those that share model, size, steps, guidance and scheduler
+        run together in pipeline calls of up to ``max_batch`` images (one CPU generator per image).
+        Results come back in the order asked. Models are taken one at a time, so each loads once."""
+        for i, p in enumerate(params):
+            if not isinstance(p, GenerationParams):
+                raise ValidationError(f"params[{i}]", p, "must be a GenerationParams")
+        results: list[GenerationResult | None] = [None] * len(params)
+        for batch in plan_batches(params, self.max_batch):
+            for index, result in zip(batch, self._run(batch, params, on_step), strict=True):
+                results[index] = result
+        return results  # type: ignore[return-value]
+
+    def _run(
+        self, batch: list[int], params: Sequence[GenerationParams], on_step: StepCallback | None
+    ) -> list[GenerationResult]:
+        torch = _torch()
+        first = params[batch[0]]
+        was_loaded = self._loaded is not None and self._loaded.model == first.model
+        loaded = self._load(first.model)
+        load_s = 0.0 if was_loaded else loaded.load_s
+        pipe = loaded.pipe
+        width = first.width or loaded.native_size
+        height = first.height or loaded.native_size
+        if first.scheduler is None:
+            pipe.scheduler = make_scheduler(loaded.base_scheduler[0], loaded.base_scheduler[1])
+        else:
+            pipe.scheduler = make_scheduler(first.scheduler, loaded.base_scheduler[1])
+        sched_cls = type(pipe.scheduler).__name__
+        sched_cfg = dict(pipe.scheduler.config)
+        prompts, negatives, generators = [], [], []
+        for i in batch:
+            p = params[i]
+            for seed in p.seeds:
+                prompts.append(p.prompt)
+                negatives.append(p.negative_prompt)
+                generators.append(torch.Generator("cpu").manual_seed(seed))
+        kwargs: dict[str, Any] = {}
+        if on_step is not None:
+            total = first.num_inference_steps
+
+            def _callback(_pipe, step, _t, tensors):
+                on_step(step + 1, total)
+                return tensors
+
+            kwargs["callback_on_step_end"] = _callback
+        start = time.perf_counter()
+        with torch.inference_mode():
+            out = pipe(
+                prompt=prompts,
+                negative_prompt=negatives if any(negatives) else None,
+                num_inference_steps=first.num_inference_steps,
+                guidance_scale=first.guidance_scale,
+                width=width,
+                height=height,
+                generator=generators,
+                output_type="pil",
+                **kwargs,
+            )
+        elapsed = time.perf_counter() - start
+        details = {
+            "scheduler": a1111_name(sched_cls, sched_cfg),
+            "scheduler_class": sched_cls,
+            "scheduler_config": _jsonable(sched_cfg),
+            "pipeline_class": type(pipe).__name__,
+            "model_hash": loaded.weights_hash,
+            "model_revision": loaded.revision,
+            "device": self.device,
+            "dtype": self.dtype,
+            "memory": self.memory,
+            "generator": "cpu",
+            "batch_size": len(prompts),
+            "torch_threads": torch.get_num_threads(),
+            "versions": _versions(),
+        }
+        results = []
+        offset = 0
+        for i in batch:
+            p = params[i].replace(width=width, height=height)
+            n = p.num_images
+            results.append(
+                GenerationResult(
+                    params=p,
+                    images=tuple(out.images[offset : offset + n]),
+                    seeds=p.seeds,
+                    model=p.model,
+                    backend=self.name,
+                    timings=Timings(load_s=load_s, generate_s=elapsed * n / len(prompts)),
+                    details={**details, "batch_offset": offset},
+                )
+            )
+            load_s = 0.0
+            offset += n
+        return results
+
+
+def batch_key(p: GenerationParams) -> tuple:
+    """Requests with equal keys can share one pipeline call."""
+    return (p.model, p.num_inference_steps, p.guidance_scale, p.width, p.height, p.scheduler, p.negative_prompt == "")
+
+
+def plan_batches(params: Sequence[GenerationParams], max_batch: int) -> list[list[int]]:
+    """Group request indices into pipeline calls: same :func:`batch_key`, at most ``max_batch``
+    images each (a request is never split), models in order of first appearance."""
+    groups: dict[tuple, list[int]] = {}
+    for i, p in enumerate(params):
+        groups.setdefault(batch_key(p), []).append(i)
+    model_order = list(dict.fromkeys(p.model for p in params))
+    batches: list[list[int]] = []
+    for model in model_order:
+        for key, members in groups.items():
+            if key[0] != model:
+                continue
+            current: list[int] = []
+            count = 0
+            for i in members:
+                n = params[i].num_images
+                if current and count + n > max_batch:
+                    batches.append(current)
+                    current, count = [], 0
+                current.append(i)
+                count += n
+            if current:
+                batches.append(current)
+    return batches
+
+
+def _from_pretrained(cls: Any, source: str, dtype: Any, **kwargs: Any) -> Any:
+    # diffusers >= 0.42 renamed torch_dtype to dtype; the old name works everywhere, with a warning.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
+        return cls.from_pretrained(source, torch_dtype=dtype, **kwargs)
+
+
+def _quiet_loading() -> None:
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()
+
+
+def _model_folder(model: str) -> tuple[Path | None, str | None]:
+    """The folder a model loads from and its hub revision, where they can be known."""
+    if is_embedded(model):
+        return embedded_model_path(model), None
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return path, None
+    if os.path.sep in model and not path.exists() and model.startswith((".", "/", "~")):
+        raise ModelError(f"model={model!r}: no such folder")
+    try:
+        from huggingface_hub import snapshot_download
+
+        folder = Path(snapshot_download(model, local_files_only=True))
+    except Exception:  # not cached yet: diffusers will fetch it
+        return None, None
+    return folder, folder.name
+
+
+def _jsonable(config: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for k, v in config.items():
+        if isinstance(v, (str, int, float, bool)) or v is None:
+            out[k] = v
+        elif isinstance(v, (list, tuple)):
+            out[k] = list(v)
+    return out
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("torch", "diffusers", "transformers"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:  # pragma: no cover
+            pass
+    return out

@@ -1,0 +1,128 @@
+"""Generation parameters: one frozen, validated type with diffusers' names."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import ValidationError
+from .schedulers import canonical_scheduler
+
+__all__ = ["MAX_SEED", "GenerationParams", "parse_size"]
+
+MAX_SEED = 2**32 - 1
+MIN_SIDE = 64
+MAX_SIDE = 2048
+MAX_STEPS = 500
+MAX_GUIDANCE = 100.0
+MAX_IMAGES = 64
+DEFAULT_MODEL = "tiny"
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_int(field: str, value: object, lo: int, hi: int) -> None:
+    if not _is_int(value):
+        raise ValidationError(field, value, "must be an integer")
+    if not lo <= value <= hi:
+        raise ValidationError(field, value, f"must be between {lo} and {hi}")
+
+
+def _check_side(field: str, value: object) -> None:
+    if value is None:
+        return
+    _check_int(field, value, MIN_SIDE, MAX_SIDE)
+    if value % 8:
+        raise ValidationError(field, value, "must be a multiple of 8")
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"512x768"`` → ``(512, 768)``; a single number means a square."""
+    raw = text.strip().lower()
+    parts = raw.split("x") if "x" in raw else [raw, raw]
+    try:
+        width, height = (int(p) for p in parts)
+    except ValueError:
+        raise ValidationError("size", text, "must look like WIDTHxHEIGHT, e.g. 512x512") from None
+    _check_side("width", width)
+    _check_side("height", height)
+    return width, height
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """Everything that decides an image, validated on construction.
+
+    ``seed`` left out is drawn at random and kept, so every result can be made again.
+    Image ``i`` of ``num_images`` uses seed ``seed + i`` (A1111's rule).
+    ``width``/``height`` left out mean the model's native size; ``scheduler`` left out
+    means the model's own scheduler.
+    """
+
+    prompt: str
+    negative_prompt: str = ""
+    seed: int | None = None
+    num_inference_steps: int = 20
+    guidance_scale: float = 7.5
+    width: int | None = None
+    height: int | None = None
+    scheduler: str | None = None
+    num_images: int = 1
+    model: str = DEFAULT_MODEL
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.prompt, str):
+            raise ValidationError("prompt", self.prompt, "must be a string")
+        if not self.prompt.strip():
+            raise ValidationError("prompt", self.prompt, "must not be empty")
+        if not isinstance(self.negative_prompt, str):
+            raise ValidationError("negative_prompt", self.negative_prompt, "must be a string")
+        if self.seed is None:
+            object.__setattr__(self, "seed", secrets.randbelow(MAX_SEED + 1))
+        _check_int("seed", self.seed, 0, MAX_SEED)
+        _check_int("num_inference_steps", self.num_inference_steps, 1, MAX_STEPS)
+        g = self.guidance_scale
+        if not isinstance(g, (int, float)) or isinstance(g, bool) or not math.isfinite(g):
+            raise ValidationError("guidance_scale", g, "must be a finite number")
+        if not 0 <= g <= MAX_GUIDANCE:
+            raise ValidationError("guidance_scale", g, f"must be between 0 and {MAX_GUIDANCE:g}")
+        object.__setattr__(self, "guidance_scale", float(g))
+        _check_side("width", self.width)
+        _check_side("height", self.height)
+        if self.scheduler is not None:
+            object.__setattr__(self, "scheduler", canonical_scheduler(self.scheduler))
+        _check_int("num_images", self.num_images, 1, MAX_IMAGES)
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise ValidationError("model", self.model, "must be a model id, a folder or 'tiny'")
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        """The seed of every image: ``seed``, ``seed + 1``, … (wrapping at 2**32)."""
+        return tuple((self.seed + i) % (MAX_SEED + 1) for i in range(self.num_images))
+
+    def replace(self, **changes: Any) -> GenerationParams:
+        """A copy with ``changes`` applied and validated again."""
+        return dataclasses.replace(self, **changes)
+
+    def for_image(self, index: int) -> GenerationParams:
+        """The parameters that make image ``index`` alone (its seed, one image)."""
+        return self.replace(seed=self.seeds[index], num_images=1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GenerationParams:
+        """Build from a mapping; unknown keys are refused by name."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValidationError(unknown[0], data[unknown[0]], f"unknown parameter; known: {', '.join(sorted(names))}")
+        if "prompt" not in data:
+            raise ValidationError("prompt", None, "is required")
+        return cls(**data)

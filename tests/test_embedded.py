@@ -1,0 +1,56 @@
+import hashlib
+import json
+
+import pytest
+
+from sdkit import ModelError, embedded_model_path
+from sdkit.embedded import write_tokenizer
+
+
+def _weights_digest(folder):
+    h = hashlib.sha256()
+    for p in sorted(folder.rglob("*.safetensors")):
+        h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def test_same_build_gives_same_weights(tmp_path, monkeypatch):
+    monkeypatch.setenv("SDKIT_CACHE_DIR", str(tmp_path / "a"))
+    a = embedded_model_path("tiny")
+    monkeypatch.setenv("SDKIT_CACHE_DIR", str(tmp_path / "b"))
+    b = embedded_model_path("tiny")
+    assert a != b
+    assert _weights_digest(a) == _weights_digest(b)
+    assert json.loads((a / "model_index.json").read_text())["_class_name"] == "StableDiffusionPipeline"
+    # built once, then reused from the cache folder
+    stamp = (b / "model_index.json").stat().st_mtime_ns
+    assert embedded_model_path("tiny") == b
+    assert (b / "model_index.json").stat().st_mtime_ns == stamp
+
+
+def test_loads_with_diffusers_from_pretrained():
+    from diffusers import AutoPipelineForText2Image, StableDiffusionXLPipeline
+
+    pipe = AutoPipelineForText2Image.from_pretrained(str(embedded_model_path("tiny")))
+    assert pipe.tokenizer.model_max_length == 77
+    assert pipe.text_encoder.config.eos_token_id == pipe.tokenizer.eos_token_id
+    xl = AutoPipelineForText2Image.from_pretrained(str(embedded_model_path("tiny-sdxl")))
+    assert isinstance(xl, StableDiffusionXLPipeline)
+
+
+def test_tokenizer_knows_words_and_still_tokenizes_unknown_ones(tmp_path):
+    from transformers import CLIPTokenizer
+
+    write_tokenizer(tmp_path)
+    tok = CLIPTokenizer.from_pretrained(str(tmp_path), model_max_length=77)
+    ids = tok("a red circle").input_ids
+    assert len(ids) == 5  # start, three whole words, end
+    unknown = tok("a zyxwvut thing").input_ids
+    assert len(unknown) > 5
+    assert tok.decode(unknown, skip_special_tokens=True) == "a zyxwvut thing"
+    assert len(tok("word " * 200, truncation=True).input_ids) == 77
+
+
+def test_unknown_embedded_name():
+    with pytest.raises(ModelError, match="tiny-xxl"):
+        embedded_model_path("tiny-xxl")
