@@ -4,6 +4,7 @@
     ├── ValidationError (also ValueError)   bad input, refused before any model or network work
     ├── MissingDependencyError (also ImportError)   an optional extra is not installed
     ├── ModelError                          a model could not be built, found or loaded
+    ├── GenerationError                     a pipeline call failed (e.g. out of GPU memory)
     └── APIError                            talking to a Stable Diffusion API went wrong
         ├── APIConnectionError              could not connect, or the connection dropped
         │   └── APITimeoutError             no reply in time
@@ -30,6 +31,7 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "GenerationError",
     "MissingDependencyError",
     "ModelError",
     "NotFoundError",
@@ -69,6 +71,10 @@ class MissingDependencyError(SdkitError, ImportError):
 
 class ModelError(SdkitError):
     """A model could not be built, found or loaded."""
+
+
+class GenerationError(SdkitError):
+    """A pipeline call failed while generating (out of memory, a backend fault)."""
 
 
 class APIError(SdkitError):

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .backend import StepCallback
+from .backend import ResultCallback, StepCallback
 from .embedded import NATIVE_SIZE, embedded_model_path, is_embedded
-from .errors import MissingDependencyError, ModelError, ValidationError
+from .errors import GenerationError, MissingDependencyError, ModelError, SdkitError, ValidationError
 from .params import GenerationParams
 from .result import GenerationResult, Timings
 from .schedulers import a1111_name, make_scheduler
@@ -211,18 +211,41 @@ class LocalBackend:
         return self.generate_many([params], on_step=on_step)[0]
 
     def generate_many(
-        self, params: Sequence[GenerationParams], *, on_step: StepCallback | None = None
-    ) -> list[GenerationResult]:
+        self,
+        params: Sequence[GenerationParams],
+        *,
+        on_step: StepCallback | None = None,
+        on_result: ResultCallback | None = None,
+        return_errors: bool = False,
+    ) -> list[GenerationResult | Exception]:
         """Make several requests; those that share model, size, steps, guidance and scheduler
         run together in pipeline calls of up to ``max_batch`` images (one CPU generator per image).
-        Results come back in the order asked. Models are taken one at a time, so each loads once."""
+        Results come back in the order asked. Models are taken one at a time, so each loads once.
+
+        ``on_result(index, result_or_error)`` is called after each pipeline call for its requests.
+        With ``return_errors=True`` a failed call leaves its error at its requests' indices and
+        the rest goes on; otherwise the error is raised.
+        """
         for i, p in enumerate(params):
             if not isinstance(p, GenerationParams):
                 raise ValidationError(f"params[{i}]", p, "must be a GenerationParams")
-        results: list[GenerationResult | None] = [None] * len(params)
+        results: list[GenerationResult | Exception | None] = [None] * len(params)
         for batch in plan_batches(params, self.max_batch):
-            for index, result in zip(batch, self._run(batch, params, on_step), strict=True):
-                results[index] = result
+            try:
+                done: list[GenerationResult | Exception] = list(self._run(batch, params, on_step))
+            except SdkitError as exc:
+                if not return_errors:
+                    raise
+                done = [exc] * len(batch)
+            except RuntimeError as exc:  # e.g. CUDA out of memory inside the pipeline
+                error = GenerationError(f"pipeline call failed for {len(batch)} request(s): {exc}")
+                if not return_errors:
+                    raise error from exc
+                done = [error] * len(batch)
+            for index, outcome in zip(batch, done, strict=True):
+                results[index] = outcome
+                if on_result is not None:
+                    on_result(index, outcome)
         return results  # type: ignore[return-value]
 
     def _run(

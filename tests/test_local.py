@@ -120,3 +120,19 @@ def test_missing_model_folder_is_a_model_error(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelError, match="could not load"):
         b.generate(GenerationParams("x", model=str(tmp_path / "empty")))
+
+
+def test_generate_many_reports_each_result_and_can_keep_going(backend):
+    seen = []
+    params = [
+        GenerationParams("a", seed=1, num_inference_steps=1),
+        GenerationParams("b", seed=2, num_inference_steps=2),
+    ]
+    results = backend.generate_many(params, on_result=lambda i, r: seen.append((i, r.params.prompt)))
+    assert sorted(seen) == [(0, "a"), (1, "b")]
+    broken = [*params, GenerationParams("c", seed=3, model="/nonexistent/model")]
+    results = backend.generate_many(broken, return_errors=True)
+    assert isinstance(results[2], ModelError)
+    assert [r.params.prompt for r in results[:2]] == ["a", "b"]
+    with pytest.raises(ModelError):
+        backend.generate_many(broken)
