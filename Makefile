@@ -11,7 +11,7 @@ export TRANSFORMERS_VERBOSITY := error
 export HF_HUB_DISABLE_PROGRESS_BARS := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: install demo test lint format clean
+.PHONY: install demo test lint format clean browser
 
 install: $(STAMP)
 
@@ -28,7 +28,15 @@ demo: $(STAMP)
 	$(VENV)/bin/sdkit generate "a red circle on a blue background" --seed 1 --steps 20 --n 4 --out runs/demo --no-progress
 	@echo "demo images are in runs/demo/"
 
-test: $(STAMP)
+# The browser test drives JupyterLab with Debian's Chromium; installed here when missing (needs root).
+browser:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	  else echo "note: chromium and chromium-driver are missing and this is not root: the browser test will be skipped"; fi; \
+	fi
+
+test: $(STAMP) browser
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest --nbval --nbval-sanitize-with notebooks/sanitize.cfg tests notebooks
 
@@ -41,4 +49,4 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache test-artifacts

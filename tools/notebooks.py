@@ -103,7 +103,43 @@ sdkit info outputs/00000-1.png
     ]
 
 
-NOTEBOOKS = [quickstart]
+def prompt_lab():
+    name = "03_prompt_lab.ipynb"
+    return name, [
+        md(f"""
+# Prompt lab
+
+{colab_badge(name)}
+
+An interactive panel for prompt experiments: type a prompt, pick a seed (locked, or drawn anew on each
+click), steps, guidance, size, scheduler, backend and model, then **Generate**. Every image goes into the
+history strip; clicking an entry puts its settings back. The *Code* box always holds the Python call that
+makes the image shown, ready to paste.
+"""),
+        code(SETUP),
+        code("""
+import sdkit
+from sdkit.widgets import PromptLab
+
+backend = sdkit.LocalBackend(progress=False)
+lab = PromptLab(backend, models=["tiny", "tiny-sdxl"])
+lab"""),
+        md("""
+The panel's buttons call plain methods, so the same steps can be scripted, here and in tests:
+`lab.generate()` does what the button does, `lab.restore(i)` what a history entry does.
+"""),
+        code("""
+import hashlib
+
+lab.prompt.value = "a red circle on a blue background"
+lab.seed.value, lab.steps.value = 7, 20
+result = lab.generate()
+print(lab.status.value.split(" · ")[0], hashlib.sha256(result.images[0].tobytes()).hexdigest()[:16])
+print(lab.code.value)"""),
+    ]
+
+
+NOTEBOOKS = [quickstart, prompt_lab]
 
 
 def build(prefix: str = "") -> None:
