@@ -244,7 +244,7 @@ class PromptLab:
         for i, h in enumerate(self.history):
             thumb = w.Image(value=png_bytes(h.result.images[0]), format="png", layout=w.Layout(width="64px"))
             button = w.Button(
-                description=f"seed {h.params.seed}", tooltip=h.params.prompt, layout=w.Layout(width="96px")
+                description=f"#{i + 1} seed {h.params.seed}", tooltip=h.params.prompt, layout=w.Layout(width="110px")
             )
             button.on_click(lambda _b, i=i: self.restore(i))
             items.append(w.VBox([thumb, button]))
