@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -12,7 +13,7 @@ if TYPE_CHECKING:
 
     from .result import GenerationResult
 
-__all__ = ["image_data_uri", "result_html"]
+__all__ = ["image_data_uri", "images_html", "result_html"]
 
 
 def image_data_uri(image: Image) -> str:
@@ -21,23 +22,31 @@ def image_data_uri(image: Image) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def result_html(result: GenerationResult, *, max_side: int = 256) -> str:
-    """A row of the result's images, each captioned with its seed, then the shared parameters."""
+def images_html(items: Sequence[tuple[Image, str]], *, max_side: int = 256) -> str:
+    """A row of images, each with a caption underneath (sizes capped at ``max_side``)."""
     cells = []
-    for item in result:
-        w, h = item.image.size
-        scale = min(1.0, max_side / max(w, h))
-        caption = f"seed {item.seed}" if item.seed is not None else f"image {item.index}"
+    for image, caption in items:
+        w, h = image.size
+        scale = min(1.0, max_side / max(w, h)) if max(w, h) > max_side else max(1, 128 // max(w, h))
         cells.append(
             f'<figure style="display:inline-block;margin:2px;text-align:center">'
-            f'<img src="{image_data_uri(item.image)}" width="{int(w * scale)}" height="{int(h * scale)}" '
+            f'<img src="{image_data_uri(image)}" width="{int(w * scale)}" height="{int(h * scale)}" '
             f'style="image-rendering:pixelated"/>'
             f"<figcaption><small>{html.escape(caption)}</small></figcaption></figure>"
         )
+    return f"<div>{''.join(cells)}</div>"
+
+
+def result_html(result: GenerationResult, *, max_side: int = 256) -> str:
+    """A row of the result's images, each captioned with its seed, then the shared parameters."""
+    row = images_html(
+        [(item.image, f"seed {item.seed}" if item.seed is not None else f"image {item.index}") for item in result],
+        max_side=max_side,
+    )
     p = result.params
     summary = (
         f"{html.escape(p.prompt)} · {p.num_inference_steps} steps · CFG {p.guidance_scale:g} · "
         f"{p.width}×{p.height} · {html.escape(str(result.details.get('scheduler', p.scheduler or '')))} · "
         f"{html.escape(result.model)} ({html.escape(result.backend)})"
     )
-    return f"<div>{''.join(cells)}<div><small>{summary}</small></div></div>"
+    return f"<div>{row}<div><small>{summary}</small></div></div>"
