@@ -238,14 +238,14 @@ def _generate(backend: Backend, pending: list[Cell], outcomes: list, on_result: 
     try:
         backend.generate_many([c.params for c in pending], on_result=on_result, return_errors=True)
         return
-    except Exception:  # noqa: BLE001 - isolated below, cell by cell
+    except Exception:
         pass
     for i, cell in enumerate(pending):
         if outcomes[cell.index] is not None:
             continue
         try:
             result = backend.generate_many([cell.params], return_errors=True)[0]
-        except Exception as exc:  # noqa: BLE001 - recorded as this cell's error
+        except Exception as exc:
             result = exc if isinstance(exc, SdkitError) else SdkitError(_error_text(exc))
         on_result(i, result)
 
