@@ -50,7 +50,8 @@ def _as_axis(name: str, value: Axis | str | None) -> Axis | None:
         try:
             return parse_axis(value)
         except ValidationError as exc:
-            raise ValidationError(f"{name} axis {exc.field}", exc.value, exc.reason) from None
+            field = f"{name} axis" if exc.field == "axis" else f"{name} axis {exc.field}"
+            raise ValidationError(field, exc.value, exc.reason) from None
     raise ValidationError(name, value, "must be an Axis or a string like guidance_scale=1,4,7.5")
 
 
