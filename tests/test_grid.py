@@ -112,5 +112,5 @@ def test_grid_figure_has_a_titled_axes_per_cell():
     assert [ax.get_title() for ax in fig.axes[:3]] == ["CFG: 1", "CFG: 2", "CFG: 3"]
     assert fig.axes[3].get_ylabel() == "Steps: 4"
     assert fig.get_suptitle() == "Seed: 2"
-    with pytest.raises(ValidationError, match="^z=2"):
+    with pytest.raises(ValidationError, match=r"^z=2"):
         grid_figure(result, z=2)

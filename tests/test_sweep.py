@@ -42,7 +42,7 @@ def test_seed_text_is_a_count_or_a_list():
     assert parse_seeds("4") == 4
     assert parse_seeds("1,5,9") == (1, 5, 9)
     assert parse_seeds("1-3") == (1, 2, 3)
-    with pytest.raises(ValidationError, match="^seeds"):
+    with pytest.raises(ValidationError, match=r"^seeds"):
         parse_seeds("x")
 
 
