@@ -33,17 +33,30 @@ __all__ = ["CellResult", "SweepResult", "backend_identity", "cache_key", "run_sw
 MANIFEST = "manifest.json"
 IMAGES = "images"
 #: Backend attributes that decide pixels and so belong in the cache key (never credentials).
-_IDENTITY_ATTRS = ("device", "dtype", "memory", "base_url")
+_IDENTITY_ATTRS = ("device", "dtype", "memory", "model", "sd_extras", "response_format")
+
+
+def _public_url(url: str) -> str:
+    """``url`` without user info, query or fragment (where credentials could hide)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    host = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def backend_identity(backend: Backend) -> dict[str, Any]:
-    """What about ``backend`` decides the pixels it makes: its name, device, dtype, base URL, and
-    ``batching`` (the largest pipeline call; batching changes pixels by float rounding)."""
+    """What about ``backend`` decides the pixels it makes: its name, device, dtype, remote model and
+    base URL (no credentials), and ``batching`` (the largest pipeline call; batching changes pixels
+    by float rounding)."""
     ident: dict[str, Any] = {"name": backend.name}
     for attr in _IDENTITY_ATTRS:
         value = getattr(backend, attr, None)
-        if isinstance(value, (str, int, float)):
+        if isinstance(value, (str, int, float, bool)):
             ident[attr] = value
+    base_url = getattr(backend, "base_url", None) or getattr(getattr(backend, "client", None), "base_url", None)
+    if isinstance(base_url, str):
+        ident["base_url"] = _public_url(base_url)
     max_batch = getattr(backend, "max_batch", None)
     ident["batching"] = f"max_batch={max_batch}" if isinstance(max_batch, int) else "none"
     return ident

@@ -152,3 +152,14 @@ def test_local_sweep_batches_cells_and_matches_images_made_alone(backend, tmp_pa
         assert diff <= 1
     assert result.cells[0].image.size == (64, 64)
     assert read_png_metadata(result.cells[0].path)["parameters"]["Seed"] == "3"
+
+
+def test_backend_identity_keeps_the_remote_url_without_credentials():
+    class Remote:
+        name = "chat"
+        model = "sd-turbo"
+        base_url = "https://user:secret@relay.example:8443/v1?key=sk-123"
+
+    ident = backend_identity(Remote())
+    assert ident == {"name": "chat", "model": "sd-turbo", "base_url": "https://relay.example:8443/v1", "batching": "none"}
+    assert "secret" not in json.dumps(ident) and "sk-123" not in json.dumps(ident)
