@@ -161,5 +161,10 @@ def test_backend_identity_keeps_the_remote_url_without_credentials():
         base_url = "https://user:secret@relay.example:8443/v1?key=sk-123"
 
     ident = backend_identity(Remote())
-    assert ident == {"name": "chat", "model": "sd-turbo", "base_url": "https://relay.example:8443/v1", "batching": "none"}
+    assert ident == {
+        "name": "chat",
+        "model": "sd-turbo",
+        "base_url": "https://relay.example:8443/v1",
+        "batching": "none",
+    }
     assert "secret" not in json.dumps(ident) and "sk-123" not in json.dumps(ident)
