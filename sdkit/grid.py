@@ -260,6 +260,7 @@ def sweep_grids(
                 title=z_labels[z] if z_labels else None,
                 max_megapixels=max_megapixels,
                 font_size=font_size,
+                gap=4 if sweep.shape[3] == 1 else 16,  # cells apart from the seeds inside them
             )
         )
     return pages
