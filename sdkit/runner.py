@@ -217,6 +217,9 @@ def run_sweep(
             if isinstance(outcome, Exception):
                 settle(CellResult(cell, key, "failed", error=_error_text(outcome)))
                 return
+            if not outcome.images:
+                settle(CellResult(cell, key, "failed", error="ReplyError: the backend returned no image"))
+                return
             image = outcome.images[0]
             record = {**outcome.record(0), "cache_key": key}
             path = None

@@ -168,3 +168,16 @@ def test_backend_identity_keeps_the_remote_url_without_credentials():
         "batching": "none",
     }
     assert "secret" not in json.dumps(ident) and "sk-123" not in json.dumps(ident)
+
+
+def test_a_result_without_images_is_a_failed_cell():
+    class Empty(FakeBackend):
+        def generate_many(self, params, *, on_result=None, return_errors=False):
+            out = [GenerationResult(p, (), (), p.model, self.name) for p in params]
+            for i, r in enumerate(out):
+                on_result(i, r)
+            return out
+
+    result = run_sweep(Sweep(BASE, x="cfg=1,2"), Empty(), None, progress=False)
+    assert [c.status for c in result.cells] == ["failed", "failed"]
+    assert "no image" in result.cells[0].error
