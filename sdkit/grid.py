@@ -267,8 +267,9 @@ def sweep_grids(
 
 
 def grid_figure(result: SweepResult, *, z: int = 0, tile_inches: float = 1.6):
-    """Page ``z`` of a sweep as a matplotlib ``Figure`` (no pyplot state; a notebook shows it when it is
-    the cell's value): X labels as column titles, Y labels on the left, errors written in their cell."""
+    """Page ``z`` of a sweep as a matplotlib ``Figure`` (no pyplot state): X labels as column titles, Y labels
+    on the left, errors written in their cell. A notebook shows it as a cell's value once matplotlib's inline
+    display is on (``%matplotlib inline``, or after importing pyplot); ``fig.savefig(path)`` works anywhere."""
     try:
         from matplotlib.figure import Figure
     except ImportError:  # pragma: no cover - depends on the install
@@ -296,7 +297,7 @@ def grid_figure(result: SweepResult, *, z: int = 0, tile_inches: float = 1.6):
                 ax.set_facecolor("#cdcdcd")
                 ax.text(0.5, 0.5, textwrap.fill("failed: " + tile, 24), ha="center", va="center", fontsize=6)
             elif tile is not None:
-                ax.imshow(tile)
+                ax.imshow(tile, interpolation="nearest")
             if r == 0 and x_labels:
                 ax.set_title(textwrap.fill(x_labels[c], 20), fontsize=8)
             if c == 0 and y_labels:
