@@ -123,3 +123,23 @@ def test_sweep_bad_axis_exits_2_naming_it(tmp_path, capsys, axis, field):
     assert main(["sweep", "a cat", "--x", axis, "--out", str(tmp_path)]) == 2
     assert f"sdkit: error: {field}" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+def test_sweep_help_documents_the_axis_syntax(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sweep", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for flag in (
+        "--x",
+        "--y",
+        "--z",
+        "--seeds",
+        "--matrix",
+        "--dynamic",
+        "--backend",
+        "--out",
+        "5-20 (+5)",
+        "1-10 [5]",
+    ):
+        assert flag in out
