@@ -451,7 +451,8 @@ def _ref(shape: str, target: str) -> ImageRef | None:
 
 
 def _url_of(item: Any) -> str | None:
-    """The URL in ``{"image_url": {"url": …}}``, ``{"image_url": "…"}``, ``{"url": …}``, ``{"image": …}``, or a string."""
+    """The URL in ``{"image_url": {"url": …}}``, ``{"image_url": "…"}``, ``{"url": …}``, ``{"image": …}``
+    or a plain string."""
     if isinstance(item, str):
         return item
     if not isinstance(item, Mapping):
