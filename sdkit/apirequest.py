@@ -357,15 +357,16 @@ class ImagesRequest:
         seed: int | None = None,
         **fields: Any,
     ) -> ImagesRequest:
-        """A request for ``params``: its size in ``size``; seed, steps, guidance and negative prompt
-        only with ``sd_extras``."""
+        """A request for ``params``: its size in ``size``, ``n`` images (default ``params.num_images``;
+        left out when 1); seed (default ``params.seed``), steps, guidance and negative prompt only
+        with ``sd_extras``."""
         size = f"{params.width}x{params.height}" if params.width and params.height else None
         extras = None
         if sd_extras:
             full = SDExtras.from_params(params, seed=seed)
             extras = SDExtras(full.seed, full.negative_prompt, full.num_inference_steps, full.guidance_scale)
-        if n is None:
-            n = params.num_images if params.num_images > 1 else None
+        n = params.num_images if n is None else n
+        n = n if n != 1 else None  # one image is every relay's default: leave n out
         return cls(prompt=params.prompt, model=model or params.model, n=n, size=size, extras=extras, **fields)
 
     def to_body(self) -> dict[str, Any]:

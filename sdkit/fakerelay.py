@@ -250,7 +250,9 @@ class FakeRelay:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._server.handle_error = lambda request, client_address: None  # a client that hung up is fine
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-relay", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-relay", daemon=True
+        )
         self._thread.start()
         return self
 

@@ -118,7 +118,7 @@ class RemoteBackend:
         fmt = self.response_format
         if self.sd_extras:
             return [
-                (ImagesRequest.from_params(params, model=model, sd_extras=True, n=None, seed=s, response_format=fmt), s)
+                (ImagesRequest.from_params(params, model=model, sd_extras=True, n=1, seed=s, response_format=fmt), s)
                 for s in params.seeds
             ]
         return [(ImagesRequest.from_params(params, model=model, response_format=fmt), None)]
