@@ -377,6 +377,15 @@ class _Handler(BaseHTTPRequestHandler):
         with relay._lock:
             relay._in_flight += 1
             relay.max_in_flight = max(relay.max_in_flight, relay._in_flight)
+        answered = False
+
+        def leave() -> None:
+            nonlocal answered
+            if not answered:
+                answered = True
+                with relay._lock:
+                    relay._in_flight -= 1
+
         try:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
@@ -392,6 +401,7 @@ class _Handler(BaseHTTPRequestHandler):
             if wait and relay._stopping.wait(wait):
                 self.close_connection = True
                 return
+            leave()  # in flight = received and not yet answered
             if reply.drop:
                 self.close_connection = True
                 return
@@ -406,5 +416,4 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.write(reply.body)
         finally:
-            with relay._lock:
-                relay._in_flight -= 1
+            leave()

@@ -11,6 +11,7 @@ guarantees the relay used it; otherwise the result's seeds are None.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -153,10 +154,20 @@ class RemoteBackend:
         start = time.perf_counter()
         first_error: Exception | None = None
 
+        stop = threading.Event()  # set at the first failure unless return_errors: nothing new is sent
+
+        def send(request: ChatRequest | ImagesRequest) -> APIReply | None:
+            if stop.is_set():
+                return None
+            try:
+                return self.client.send(request)
+            except SdkitError:
+                if not return_errors:
+                    stop.set()  # here, in the worker, before it can take the next request
+                raise
+
         with ThreadPoolExecutor(max_workers=self.max_concurrency, thread_name_prefix="sdkit-remote") as pool:
-            futures: dict[Future, _Job] = {
-                pool.submit(self.client.send, job.request): job for jobs in by_index for job in jobs
-            }
+            futures: dict[Future, _Job] = {pool.submit(send, job.request): job for jobs in by_index for job in jobs}
             pending = set(futures)
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -166,7 +177,10 @@ class RemoteBackend:
                         continue
                     outcome: GenerationResult | Exception | None = None
                     try:
-                        replies[job.index][job.part] = future.result()
+                        reply = future.result()
+                        if reply is None:  # skipped after a failure
+                            continue
+                        replies[job.index][job.part] = reply
                         if len(replies[job.index]) == len(by_index[job.index]):
                             outcome = self._assemble(params[job.index], by_index[job.index], replies[job.index], start)
                     except SdkitError as exc:
@@ -178,6 +192,7 @@ class RemoteBackend:
                         on_result(job.index, outcome)
                     if isinstance(outcome, Exception) and not return_errors and first_error is None:
                         first_error = outcome
+                        stop.set()
                         for f in pending:
                             f.cancel()
         if first_error is not None:
