@@ -207,18 +207,20 @@ class _Base:
         return url, request_headers(self._api_key), request.to_json().encode("utf-8")
 
     def _parse(self, request: ChatRequest | ImagesRequest, text: str) -> ChatCompletion | ImagesResponse:
+        """Parse the reply, the key scrubbed first (a relay may echo it): the raw text kept is clean."""
+        text = scrub(text, self._api_key)
         try:
             if isinstance(request, ChatRequest):
                 return parse_chat_reply(text, strict=self.strict)
             return parse_images_response(text)
         except ReplyError as exc:
-            raise ReplyError(scrub(str(exc), self._api_key), scrub(exc.raw, self._api_key)) from None
+            raise ReplyError(str(exc), exc.raw) from None
 
     def _refs(self, reply: ChatCompletion | ImagesResponse, want_images: bool) -> tuple[ImageRef, ...]:
         refs = find_images(reply) if want_images else ()
         if want_images and not refs:
             quoted = reply.raw if len(reply.raw) <= 300 else reply.raw[:300] + "…"
-            raise ReplyError(f"the reply holds no image: {scrub(quoted, self._api_key)!r}", reply.raw)
+            raise ReplyError(f"the reply holds no image: {quoted!r}", reply.raw)
         return refs
 
     def _error_for(self, status: int, headers: Mapping[str, str], text: str) -> APIStatusError:

@@ -238,6 +238,7 @@ class FakeRelay:
         self._stopping = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._url: str | None = None
 
     # --- life cycle ---
     def start(self) -> FakeRelay:
@@ -249,6 +250,7 @@ class FakeRelay:
         Handler.relay = relay
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
+        self._url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._server.handle_error = lambda request, client_address: None  # a client that hung up is fine
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-relay", daemon=True
@@ -271,10 +273,10 @@ class FakeRelay:
 
     @property
     def url(self) -> str:
-        """``http://127.0.0.1:PORT`` (the base URL: the client adds ``/v1/…``)."""
-        if self._server is None:
-            raise RuntimeError("the relay is not running; use it as a context manager")
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        """``http://127.0.0.1:PORT`` (the base URL: the client adds ``/v1/…``); kept after the relay stops."""
+        if self._url is None:
+            raise RuntimeError("the relay was never started; use it as a context manager")
+        return self._url
 
     # --- scripting ---
     def script(self, *replies: Script) -> None:

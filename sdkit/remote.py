@@ -18,7 +18,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
-from .apirequest import DEFAULT_API_MODEL, ChatRequest, ImagesRequest, SDExtras
+from .apirequest import DEFAULT_API_MODEL, RESPONSE_FORMATS, ChatRequest, ImagesRequest, SDExtras
 from .backend import ResultCallback
 from .client import APIReply, Client
 from .embedded import is_embedded
@@ -75,7 +75,8 @@ class RemoteBackend:
             raise ValidationError("model", model, "must be a model name")
         if response_format is not None and name != "images":
             raise ValidationError("response_format", response_format, "only the images backend takes it")
-        ImagesRequest(prompt="check", response_format=response_format)  # validates the value
+        if response_format not in (None, *RESPONSE_FORMATS):
+            raise ValidationError("response_format", response_format, "must be 'url' or 'b64_json'")
         self.name = name
         self.model = model
         self.sd_extras = bool(sd_extras)

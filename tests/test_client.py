@@ -184,9 +184,9 @@ def test_nobody_listening_is_a_connection_error():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    with Client(f"http://127.0.0.1:{port}", api_key="", retry=RetryPolicy(max_retries=1, initial_delay=0.01)) as c:
-        with pytest.raises(APIConnectionError, match="connection failed"):
-            c.chat(PROMPT)
+    policy = RetryPolicy(max_retries=1, initial_delay=0.01)
+    with Client(f"http://127.0.0.1:{port}", api_key="", retry=policy) as c, pytest.raises(APIConnectionError):
+        c.chat(PROMPT)
 
 
 def test_a_reply_without_an_image_is_a_clear_error_with_its_text(relay):
