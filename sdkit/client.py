@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -186,6 +187,7 @@ class _Base:
         self.retry = retry
         self.strict = strict
         self._transport = transport
+        self._lock = threading.Lock()
 
     @property
     def has_key(self) -> bool:
@@ -238,11 +240,12 @@ class Client(_Base):
     _http: Any = None
 
     def _client(self):
-        if self._http is None:
-            import httpx
+        with self._lock:  # generate_many's threads share one connection pool
+            if self._http is None:
+                import httpx
 
-            self._http = httpx.Client(timeout=self._timeout(), transport=self._transport, follow_redirects=True)
-        return self._http
+                self._http = httpx.Client(timeout=self._timeout(), transport=self._transport, follow_redirects=True)
+            return self._http
 
     def close(self) -> None:
         if self._http is not None:

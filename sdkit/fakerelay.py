@@ -236,7 +236,7 @@ class FakeRelay:
         self._files: dict[str, bytes] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._server: ThreadingHTTPServer | None = None
+        self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._url: str | None = None
 
@@ -248,8 +248,7 @@ class FakeRelay:
             pass
 
         Handler.relay = relay
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", 0), Handler)
         self._url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._server.handle_error = lambda request, client_address: None  # a client that hung up is fine
         self._thread = threading.Thread(
@@ -361,8 +360,14 @@ class FakeRelay:
         return scripted(request) if callable(scripted) else scripted
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # many clients connecting at once (benchmarks) must not be refused
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out at once, no 40 ms delayed-ACK stalls
     relay: FakeRelay
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet

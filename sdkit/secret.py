@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["MASK", "Secret", "scrub"]
+__all__ = ["MASK", "MIN_SCRUB_LENGTH", "Secret", "scrub"]
 
 MASK = "********"
+#: Shorter values are not searched for (see :func:`scrub`).
+MIN_SCRUB_LENGTH = 8
 
 _BEARER = re.compile(r"(Bearer\s+)[^\s'\"]+", re.IGNORECASE)
 
@@ -57,9 +59,13 @@ class Secret:
 
 
 def scrub(text: str, *secrets: Secret | str | None) -> str:
-    """``text`` with every given secret and every ``Bearer <token>`` replaced by ``********``."""
+    """``text`` with every given secret and every ``Bearer <token>`` replaced by ``********``.
+
+    Values shorter than :data:`MIN_SCRUB_LENGTH` are placeholders, not keys (vLLM's ``EMPTY``,
+    ``test``): replacing them would mangle replies (base64 images, ids), so they are left alone.
+    """
     for secret in secrets:
         value = secret.reveal() if isinstance(secret, Secret) else secret
-        if value:
+        if value and len(value) >= MIN_SCRUB_LENGTH:
             text = text.replace(value, MASK)
     return _BEARER.sub(lambda m: m.group(1) + MASK, text)

@@ -28,6 +28,10 @@ def test_scrub_removes_the_key_and_any_bearer_token():
     assert clean == f"bad key {MASK}; header was Authorization: Bearer {MASK}"
 
 
+def test_short_placeholder_keys_do_not_mangle_text():
+    assert scrub("chatcmpl-fake iVBORw0KGgo", Secret("k"), "EMPTY") == "chatcmpl-fake iVBORw0KGgo"
+
+
 # --- a planted key never shows up anywhere ------------------------------------------------------
 
 import json  # noqa: E402
