@@ -170,35 +170,53 @@ class RemoteBackend:
         with ThreadPoolExecutor(max_workers=self.max_concurrency, thread_name_prefix="sdkit-remote") as pool:
             futures: dict[Future, _Job] = {pool.submit(send, job.request): job for jobs in by_index for job in jobs}
             pending = set(futures)
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for future in sorted(done, key=lambda f: (futures[f].index, futures[f].part)):
-                    job = futures[future]
-                    if results[job.index] is not None or future.cancelled():
-                        continue
-                    outcome: GenerationResult | Exception | None = None
-                    try:
-                        reply = future.result()
-                        if reply is None:  # skipped after a failure
+            try:
+                while pending:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in sorted(done, key=lambda f: (futures[f].index, futures[f].part)):
+                        job = futures[future]
+                        if results[job.index] is not None or future.cancelled():
                             continue
-                        replies[job.index][job.part] = reply
-                        if len(replies[job.index]) == len(by_index[job.index]):
-                            outcome = self._assemble(params[job.index], by_index[job.index], replies[job.index], start)
-                    except SdkitError as exc:
-                        outcome = exc
-                    if outcome is None:
-                        continue
-                    results[job.index] = outcome
-                    if on_result is not None:
-                        on_result(job.index, outcome)
-                    if isinstance(outcome, Exception) and not return_errors and first_error is None:
-                        first_error = outcome
-                        stop.set()
-                        for f in pending:
-                            f.cancel()
+                        outcome = self._outcome(future, job, by_index[job.index], replies[job.index], params, start)
+                        if outcome is None:  # more requests of these params to come, or skipped
+                            continue
+                        results[job.index] = outcome
+                        if on_result is not None:
+                            on_result(job.index, outcome)
+                        if isinstance(outcome, Exception) and not return_errors and first_error is None:
+                            first_error = outcome
+                            stop.set()
+                            for f in pending:
+                                f.cancel()
+            except BaseException:  # Ctrl-C, or an error raised by on_result: send nothing more
+                stop.set()
+                for f in futures:
+                    f.cancel()
+                raise
         if first_error is not None:
             raise first_error
         return results  # type: ignore[return-value]
+
+    def _outcome(
+        self,
+        future: Future,
+        job: _Job,
+        jobs: list[_Job],
+        replies: dict[int, APIReply],
+        params: Sequence[GenerationParams],
+        start: float,
+    ) -> GenerationResult | Exception | None:
+        """The result of ``job``'s params once all its requests are in, its error, or None for not yet."""
+        try:
+            reply = future.result()
+            if reply is None:  # skipped after a failure
+                return None
+            replies[job.part] = reply
+            if len(replies) < len(jobs):
+                return None
+            return self._assemble(params[job.index], jobs, replies, start)
+        except SdkitError as exc:
+            return exc
 
     def _assemble(
         self, params: GenerationParams, jobs: list[_Job], replies: dict[int, APIReply], start: float

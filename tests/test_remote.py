@@ -132,3 +132,12 @@ def test_bad_configuration_is_refused_by_name(relay, args, kw, field):
 def test_generate_many_refuses_non_params(relay):
     with pytest.raises(ValidationError, match=r"params\[0\]"):
         backend_for(relay).generate_many(["a cat"])
+
+
+def test_an_error_raised_by_on_result_stops_sending(relay):
+    def explode(index, result):
+        raise RuntimeError("the callback failed")
+
+    with pytest.raises(RuntimeError, match="callback failed"):
+        backend_for(relay, max_concurrency=1).generate_many([GenerationParams(p) for p in "abcdef"], on_result=explode)
+    assert len(relay.api_requests) <= 2  # the one that failed the callback, at most one already taken
