@@ -34,6 +34,7 @@ __all__ = [
     "ImagesRequest",
     "Message",
     "SDExtras",
+    "api_model",
     "endpoint_url",
     "request_headers",
 ]
@@ -88,6 +89,14 @@ def _check_size(name: str, value: object) -> None:
     parts = value.lower().split("x") if isinstance(value, str) else []
     if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
         raise ValidationError(name, value, "must look like WIDTHxHEIGHT, e.g. 512x512")
+
+
+def api_model(params: GenerationParams, default: str = DEFAULT_API_MODEL) -> str:
+    """The model name to send for ``params``: ``params.model``, unless it names an embedded local
+    model (the default ``tiny``), which no API serves; then ``default``."""
+    from .embedded import is_embedded
+
+    return default if is_embedded(params.model) else params.model
 
 
 def endpoint_url(base_url: str, path: str) -> str:
@@ -179,7 +188,7 @@ class SDExtras:
         return cls(
             seed=params.seed if seed is None else seed,
             negative_prompt=params.negative_prompt or None,
-            num_inference_steps=min(params.num_inference_steps, 100),
+            num_inference_steps=params.num_inference_steps,
             guidance_scale=params.guidance_scale,
             size=size,
         )
@@ -278,7 +287,7 @@ class ChatRequest:
     ) -> ChatRequest:
         """A request for ``params`` (the prompt as the user message); SD extras only with ``sd_extras``."""
         extras = SDExtras.from_params(params) if sd_extras else None
-        return cls.from_prompt(params.prompt, model=model or params.model, extras=extras, **fields)
+        return cls.from_prompt(params.prompt, model=model or api_model(params), extras=extras, **fields)
 
     @property
     def prompt(self) -> str:
@@ -367,7 +376,7 @@ class ImagesRequest:
             extras = SDExtras(full.seed, full.negative_prompt, full.num_inference_steps, full.guidance_scale)
         n = params.num_images if n is None else n
         n = n if n != 1 else None  # one image is every relay's default: leave n out
-        return cls(prompt=params.prompt, model=model or params.model, n=n, size=size, extras=extras, **fields)
+        return cls(prompt=params.prompt, model=model or api_model(params), n=n, size=size, extras=extras, **fields)
 
     def to_body(self) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.model, "prompt": self.prompt}

@@ -18,10 +18,9 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
-from .apirequest import DEFAULT_API_MODEL, RESPONSE_FORMATS, ChatRequest, ImagesRequest, SDExtras
+from .apirequest import DEFAULT_API_MODEL, RESPONSE_FORMATS, ChatRequest, ImagesRequest, SDExtras, api_model
 from .backend import ResultCallback
 from .client import APIReply, Client
-from .embedded import is_embedded
 from .errors import SdkitError, ValidationError
 from .params import GenerationParams
 from .result import GenerationResult, Timings
@@ -104,7 +103,7 @@ class RemoteBackend:
     # --- pure planning ---
     def remote_model(self, params: GenerationParams) -> str:
         """The model name sent for ``params``."""
-        return self.model if is_embedded(params.model) else params.model
+        return api_model(params, self.model)
 
     def requests_for(self, params: GenerationParams) -> list[tuple[ChatRequest | ImagesRequest, int | None]]:
         """The requests that make ``params`` and the seed each one sends (None when not sent)."""

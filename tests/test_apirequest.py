@@ -206,3 +206,17 @@ def test_headers_are_the_page_three_and_no_key_means_no_authorization():
 def test_endpoint_url_does_not_double_v1(base, url):
     assert endpoint_url(base, CHAT_PATH) == url
     assert endpoint_url(base, IMAGES_PATH) == url.replace("chat/completions", "images/generations")
+
+
+def test_sd_extras_refuse_steps_the_relays_do_not_take_instead_of_clamping():
+    params = GenerationParams("a cat", num_inference_steps=150)
+    assert list(ChatRequest.from_params(params).to_body()) == ["model", "messages"]
+    with pytest.raises(ValidationError) as info:
+        ChatRequest.from_params(params, sd_extras=True)
+    assert info.value.field == "num_inference_steps" and info.value.value == 150
+
+
+def test_from_params_never_sends_an_embedded_local_model_name():
+    assert ChatRequest.from_params(GenerationParams("x")).model == "stable-diffusion-api"
+    assert ImagesRequest.from_params(GenerationParams("x", model="tiny-sdxl")).model == "stable-diffusion-api"
+    assert ChatRequest.from_params(GenerationParams("x", model="flux")).model == "flux"
