@@ -1,5 +1,7 @@
 """RemoteBackend behind the Backend interface, against a real HTTP server on loopback."""
 
+import threading
+
 import pytest
 
 from sdkit import (
@@ -80,7 +82,14 @@ def test_the_model_sent_is_params_model_unless_it_is_an_embedded_one(relay):
 
 
 def test_generate_many_runs_concurrently_within_the_bound():
-    with FakeRelay(delay=0.3) as relay:
+    with FakeRelay(delay=0.1) as relay:
+        barrier = threading.Barrier(3, timeout=30)  # the first three replies wait until all three are in
+
+        def together(request):
+            barrier.wait()
+            return relay.default_reply(request)
+
+        relay.script(together, together, together)
         backend = backend_for(relay, max_concurrency=3)
         seen = []
         results = backend.generate_many(
