@@ -198,11 +198,11 @@ def _add_request_parser(sub) -> None:
     )
     req.add_argument("--stream", action="store_true", help="ask for server-sent events (chat only)")
     extras = req.add_argument_group("SD extras", "sent as top-level fields, only those given")
-    extras.add_argument("--seed", type=int, default=None, metavar="N")
-    extras.add_argument("--negative-prompt", default=None, metavar="TEXT")
-    extras.add_argument("--steps", type=int, default=None, metavar="N")
-    extras.add_argument("--cfg", type=float, default=None, metavar="F")
-    extras.add_argument("--size", default=None, metavar="WxH")
+    extras.add_argument("--seed", type=int, default=None, metavar="N", help="seed")
+    extras.add_argument("--negative-prompt", default=None, metavar="TEXT", help="negative_prompt")
+    extras.add_argument("--steps", type=int, default=None, metavar="N", help="num_inference_steps (1-100)")
+    extras.add_argument("--cfg", type=float, default=None, metavar="F", help="guidance_scale (0-100)")
+    extras.add_argument("--size", default=None, metavar="WxH", help="size (with --backend images: its own size field)")
     req.set_defaults(func=_cmd_request, language="curl")
 
 
