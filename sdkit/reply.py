@@ -142,12 +142,15 @@ class _Fields:
         self.obj, self.where, self.raw = obj, where, raw
 
     def get(self, name: str, kind: type | tuple[type, ...], *, required: bool) -> Any:
+        """The field's value; a missing or mistyped one raises when ``required``, else gives None."""
         value = self.obj.get(name)
         if value is None:
             if required:
                 raise ReplyError(f"the reply has no {self.where}.{name}: {_quote(self.raw)!r}", self.raw)
             return None
         if not isinstance(value, kind) or (isinstance(value, bool) and bool not in _as_tuple(kind)):
+            if not required:  # an optional field of an odd type (a float ``created``) is dropped, not fatal
+                return None
             raise ReplyError(
                 f"{self.where}.{name} has the wrong type ({type(value).__name__}): {_quote(self.raw)!r}", self.raw
             )

@@ -249,3 +249,14 @@ def test_malformed_images_responses_raise_reply_error(raw):
 def test_images_b64_that_is_not_an_image_is_an_error():
     with pytest.raises(ReplyError):
         find_images(parse_images_response('{"data": [{"b64_json": "aGVsbG8gd29ybGQgaGVsbG8gd29ybGQ="}]}'))
+
+
+def test_odd_types_in_optional_fields_do_not_lose_the_image():
+    raw = json.dumps(
+        {"id": 5, "created": 1.7e9, "choices": [{"index": "0", "message": {"content": "data:image/png;base64," + B64}}]}
+    )
+    reply = parse_chat_completion(raw)
+    assert (reply.id, reply.created) == (None, None)
+    assert [r.data for r in find_images(reply)] == [PNG]
+    with pytest.raises(ReplyError, match="wrong type"):
+        parse_chat_completion(raw, strict=True)
