@@ -151,3 +151,12 @@ def test_an_error_raised_by_on_result_stops_sending():
         backend_for(relay, max_concurrency=1).generate_many([GenerationParams(p) for p in "abcdef"], on_result=explode)
     # typically 2 (the one reported, the one already in flight); never all six
     assert len(relay.api_requests) < 6
+
+
+def test_429_with_retry_after_1_then_200_gives_one_result_after_about_a_second(relay):
+    relay.script(FakeReply.error(429, "slow down", retry_after=1))
+    backend = backend_for(relay, retry=RetryPolicy(max_retries=2, initial_delay=0.01))
+    result = backend.generate(GenerationParams("a cat"))
+    first, second = relay.api_requests
+    assert len(result) == 1 and result.details["attempts"] == [2]
+    assert second.at - first.at >= 0.95
