@@ -5,7 +5,9 @@ Importing sdkit is cheap: torch, diffusers, httpx and the widget libraries load 
 
 from importlib import metadata as _metadata
 
+from .apirequest import ChatRequest, ImagesRequest, Message, SDExtras
 from .backend import Backend
+from .client import APIReply, AsyncClient, Client, FetchedImage
 from .embedded import EMBEDDED_MODELS, embedded_model_path
 from .errors import (
     APIConnectionError,
@@ -27,12 +29,27 @@ from .errors import (
     UnprocessableEntityError,
     ValidationError,
 )
+from .fakerelay import FakeRelay, FakeReply
 from .infotext import format_infotext, parse_infotext
 from .local import MEMORY_PRESETS, LocalBackend
 from .params import GenerationParams
 from .pngfile import read_png_metadata, save_result, write_png
+from .remote import RemoteBackend
+from .reply import (
+    ChatCompletion,
+    ImageRef,
+    ImagesResponse,
+    collect_stream,
+    find_images,
+    parse_chat_completion,
+    parse_chat_reply,
+    parse_images_response,
+)
 from .result import GeneratedImage, GenerationResult, Timings
+from .retry import RetryPolicy
 from .schedulers import A1111_SCHEDULERS
+from .secret import Secret
+from .snippet import export_request
 
 try:
     __version__ = _metadata.version("sdkit-lab")
@@ -43,33 +60,55 @@ __all__ = [
     "A1111_SCHEDULERS",
     "APIConnectionError",
     "APIError",
+    "APIReply",
     "APIStatusError",
     "APITimeoutError",
+    "AsyncClient",
     "AuthenticationError",
     "Backend",
     "BadRequestError",
+    "ChatCompletion",
+    "ChatRequest",
+    "Client",
     "EMBEDDED_MODELS",
+    "FakeRelay",
+    "FakeReply",
+    "FetchedImage",
     "GeneratedImage",
     "GenerationError",
     "GenerationParams",
     "GenerationResult",
+    "ImageRef",
+    "ImagesRequest",
+    "ImagesResponse",
     "LocalBackend",
     "MEMORY_PRESETS",
+    "Message",
     "MissingDependencyError",
     "ModelError",
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
+    "RemoteBackend",
     "ReplyError",
     "RequestTooLargeError",
+    "RetryPolicy",
+    "SDExtras",
     "SdkitError",
+    "Secret",
     "ServerError",
     "Timings",
     "UnprocessableEntityError",
     "ValidationError",
     "__version__",
+    "collect_stream",
     "embedded_model_path",
+    "export_request",
+    "find_images",
     "format_infotext",
+    "parse_chat_completion",
+    "parse_chat_reply",
+    "parse_images_response",
     "parse_infotext",
     "read_png_metadata",
     "save_result",
