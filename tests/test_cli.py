@@ -1,4 +1,5 @@
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -143,3 +144,19 @@ def test_sweep_help_documents_the_axis_syntax(capsys):
         "1-10 [5]",
     ):
         assert flag in out
+
+
+def test_sweep_through_an_api_backend(tmp_path, capsys, monkeypatch):
+    from sdkit import FakeRelay
+
+    for name in ("SDKIT_BASE_URL", "SDKIT_API_KEY", "OPENAI_BASE_URL", "OPENAI_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    with FakeRelay() as relay:
+        args = ["sweep", "a cat", "--x", "seed=1,2", "--y", "prompt_sr=cat,dog", "--backend", "images"]
+        code = main([*args, "--base-url", relay.url, "--sd-extras", "--out", str(tmp_path), "--no-progress"])
+        assert len(relay.api_requests) == 4
+    assert code == 0
+    assert capsys.readouterr().out.splitlines() == [str(tmp_path / "grid.png")]
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["backend"]["name"] == "images"
+    assert [c["status"] for c in manifest["cells"]] == ["generated"] * 4

@@ -181,3 +181,21 @@ def test_a_result_without_images_is_a_failed_cell():
     result = run_sweep(Sweep(BASE, x="cfg=1,2"), Empty(), None, progress=False)
     assert [c.status for c in result.cells] == ["failed", "failed"]
     assert "no image" in result.cells[0].error
+
+
+def test_remote_sweep_runs_concurrently_with_a_bound_and_reruns_from_cache(tmp_path):
+    from sdkit import FakeRelay, RemoteBackend
+    from sdkit.fakerelay import fake_color
+
+    sweep = Sweep(GenerationParams("a cat", seed=1), x="seed=1-4", y="prompt_sr=cat,dog")
+    with FakeRelay(delay=0.05) as relay:
+        with RemoteBackend("images", relay.url, sd_extras=True, max_concurrency=3) as backend:
+            result = run_sweep(sweep, backend, tmp_path, progress=False)
+            sent = len(relay.api_requests)
+            again = run_sweep(sweep, backend, tmp_path, progress=False)
+        assert len(relay.api_requests) == sent == 8
+        assert 1 < relay.max_in_flight <= 3
+    assert result.count("generated") == 8 and again.count("cached") == 8
+    for c in result.cells:
+        assert c.image.getpixel((0, 0)) == fake_color(c.cell.params.prompt, c.cell.params.seed)
+    assert result.backend["name"] == "images" and result.backend["batching"] == "none"
