@@ -72,9 +72,10 @@ def _build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser(
         "info",
         help="print the parameters stored in an image",
-        description="Print the parameters stored in a PNG: A1111 infotext and sdkit's record.",
+        description="Print the parameters stored in an image: sdkit's record, A1111 infotext (PNG, or EXIF in "
+        "JPEG/WebP), ComfyUI or InvokeAI metadata.",
     )
-    info.add_argument("image", help="a PNG file")
+    info.add_argument("image", help="a PNG, JPEG or WebP file")
     info.add_argument("--json", action="store_true", help="print everything as one JSON object")
     info.set_defaults(func=_cmd_info)
     return parser
@@ -113,26 +114,44 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from .pngfile import read_png_metadata
+    import dataclasses
+
+    from .imagemeta import read_image_metadata
 
     if not os.path.isfile(args.image):
         raise ValidationError("image", args.image, "no such file")
     try:
-        meta = read_png_metadata(args.image)
+        meta = read_image_metadata(args.image)
     except OSError as exc:
         raise ValidationError("image", args.image, f"cannot be read as an image: {exc}") from None
     if args.json:
-        print(json.dumps(meta, indent=2, ensure_ascii=False))
+        print(json.dumps(dataclasses.asdict(meta), indent=2, ensure_ascii=False, default=str))
         return 0
-    if "parameters" not in meta and "sdkit" not in meta:
+    if meta.source is None:
         print(f"{args.image}: no generation parameters found", file=sys.stderr)
         return 1
-    if "parameters" in meta:
-        print(meta["text"]["parameters"])
-    if meta.get("sdkit"):
+    if "parameters" in meta.raw:
+        print(meta.raw["parameters"])
+    else:
+        print(f"read from {meta.source} metadata:")
+        for field in (
+            "prompt",
+            "negative_prompt",
+            "seed",
+            "steps",
+            "guidance_scale",
+            "width",
+            "height",
+            "sampler",
+            "model",
+        ):
+            value = getattr(meta, field)
+            if value is not None:
+                print(f"  {field}: {value}")
+    if meta.record:
         print()
         print("sdkit record:")
-        print(json.dumps(meta["sdkit"], indent=2, ensure_ascii=False))
+        print(json.dumps(meta.record, indent=2, ensure_ascii=False))
     return 0
 
 

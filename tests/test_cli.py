@@ -87,3 +87,19 @@ def test_help_explains_itself(cmd, capsys):
 def test_info_on_missing_file(capsys):
     assert main(["info", "/nonexistent/x.png"]) == 2
     assert "image='/nonexistent/x.png'" in capsys.readouterr().err
+
+
+def test_info_reads_other_tools_metadata(tmp_path, capsys):
+    import json
+
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text("invokeai_metadata", json.dumps({"positive_prompt": "a cat", "seed": 42, "steps": 30}))
+    Image.new("RGB", (8, 8)).save(tmp_path / "i.png", pnginfo=info)
+    assert main(["info", str(tmp_path / "i.png")]) == 0
+    out = capsys.readouterr().out
+    assert "read from invokeai metadata" in out and "prompt: a cat" in out and "seed: 42" in out
+    assert main(["info", "--json", str(tmp_path / "i.png")]) == 0
+    assert json.loads(capsys.readouterr().out)["seed"] == 42
