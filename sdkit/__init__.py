@@ -5,6 +5,7 @@ Importing sdkit is cheap: torch, diffusers, httpx and the widget libraries load 
 
 from importlib import metadata as _metadata
 
+from .axis import Axis, parse_axis, prompt_axis
 from .backend import Backend
 from .embedded import EMBEDDED_MODELS, embedded_model_path
 from .errors import (
@@ -27,12 +28,15 @@ from .errors import (
     UnprocessableEntityError,
     ValidationError,
 )
+from .grid import grid_figure, image_grid, labelled_grid, sweep_grids
 from .infotext import format_infotext, parse_infotext
 from .local import MEMORY_PRESETS, LocalBackend
 from .params import GenerationParams
 from .pngfile import read_png_metadata, save_result, write_png
 from .result import GeneratedImage, GenerationResult, Timings
+from .runner import CellResult, SweepResult, run_sweep
 from .schedulers import A1111_SCHEDULERS
+from .sweep import Cell, Sweep
 
 try:
     __version__ = _metadata.version("sdkit-lab")
@@ -46,8 +50,11 @@ __all__ = [
     "APIStatusError",
     "APITimeoutError",
     "AuthenticationError",
+    "Axis",
     "Backend",
     "BadRequestError",
+    "Cell",
+    "CellResult",
     "EMBEDDED_MODELS",
     "GeneratedImage",
     "GenerationError",
@@ -64,14 +71,23 @@ __all__ = [
     "RequestTooLargeError",
     "SdkitError",
     "ServerError",
+    "Sweep",
+    "SweepResult",
     "Timings",
     "UnprocessableEntityError",
     "ValidationError",
     "__version__",
     "embedded_model_path",
     "format_infotext",
+    "grid_figure",
+    "image_grid",
+    "labelled_grid",
+    "parse_axis",
     "parse_infotext",
+    "prompt_axis",
     "read_png_metadata",
+    "run_sweep",
     "save_result",
+    "sweep_grids",
     "write_png",
 ]

@@ -78,6 +78,7 @@ def _build_parser() -> argparse.ArgumentParser:
     info.add_argument("image", help="a PNG, JPEG or WebP file")
     info.add_argument("--json", action="store_true", help="print everything as one JSON object")
     info.set_defaults(func=_cmd_info)
+    _add_sweep_parser(sub)
     return parser
 
 
@@ -153,6 +154,96 @@ def _cmd_info(args: argparse.Namespace) -> int:
         print("sdkit record:")
         print(json.dumps(meta.record, indent=2, ensure_ascii=False))
     return 0
+
+
+def _add_sweep_parser(sub) -> None:
+    sw = sub.add_parser(
+        "sweep",
+        help="sweep parameters over X/Y/Z axes and draw labelled grids",
+        description="Make one image per combination of the axes' values (A1111 X/Y/Z plot syntax), write them "
+        "with their parameters, a labelled grid per Z value and manifest.json. Already-made images in DIR are "
+        "reused, so a second run makes nothing and an interrupted one resumes. Prints the image count first "
+        "(stderr) and the grid path(s) last (stdout).",
+        epilog='Axis values: CSV lists (a,"b, c"), ranges 1-5, 5-20 (+5), 10-5 (-3), 1-10 [5], 0-1 (+0.25); '
+        "parameters: seed, steps (num_inference_steps), cfg (guidance_scale), width, height, size, sampler "
+        "(scheduler), model, prompt, negative_prompt, prompt_sr (search,replace,…), prompt_matrix.",
+    )
+    sw.add_argument(
+        "prompt", help="the base prompt (a prompt matrix or dynamicprompts template with --matrix/--dynamic)"
+    )
+    sw.add_argument("--x", metavar="AXIS", help='X axis, e.g. "guidance_scale=1,4,7.5"')
+    sw.add_argument("--y", metavar="AXIS", help='Y axis, e.g. "num_inference_steps=5-20 (+5)"')
+    sw.add_argument("--z", metavar="AXIS", help="Z axis: one grid per value")
+    sw.add_argument("--seeds", default=None, metavar="N|LIST", help="images per cell (N) or seeds (1,2,3 or 1-4)")
+    sw.add_argument("--negative-prompt", default="", metavar="TEXT", help="what to keep out of the images")
+    sw.add_argument("--seed", type=int, default=None, metavar="N", help="base seed (random if left out; recorded)")
+    sw.add_argument("--steps", type=int, default=20, metavar="N", help="denoising steps (default 20)")
+    sw.add_argument("--cfg", type=float, default=7.5, metavar="F", help="guidance scale (default 7.5)")
+    sw.add_argument("--size", default=None, metavar="WxH", help="image size (default: the model's native size)")
+    sw.add_argument("--scheduler", default=None, metavar="NAME", help="A1111 sampler name or diffusers class name")
+    sw.add_argument("--model", default="tiny", metavar="ID|PATH|tiny", help="model (default: the embedded tiny)")
+    prompts = sw.add_mutually_exclusive_group()
+    prompts.add_argument("--matrix", action="store_true", help="PROMPT is a prompt matrix base|a|b (first free axis)")
+    prompts.add_argument(
+        "--dynamic",
+        choices=("combinatorial", "random"),
+        default=None,
+        help="PROMPT is a dynamicprompts template; its prompts go on the first free axis",
+    )
+    sw.add_argument("--max-prompts", type=int, default=None, metavar="N", help="with --dynamic: how many prompts")
+    sw.add_argument("--prompt-seed", type=int, default=None, metavar="N", help="with --dynamic random: its seed")
+    sw.add_argument("--wildcards", default=None, metavar="DIR", help="with --dynamic: folder of wildcard files")
+    sw.add_argument("--backend", default="local", choices=("local",), help="where to generate (default local)")
+    sw.add_argument("--out", default="outputs/sweep", metavar="DIR", help="output folder (default outputs/sweep)")
+    sw.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N or mps")
+    sw.add_argument("--dtype", default=None, help="auto (default), float32, float16, bfloat16")
+    sw.add_argument("--memory", default="none", help="memory preset: none, t4, low, minimal")
+    sw.add_argument("--max-batch", type=int, default=8, metavar="N", help="most images per pipeline call (default 8)")
+    sw.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    sw.set_defaults(func=_cmd_sweep, n=1)
+
+
+def _sweep_from_args(args: argparse.Namespace):
+    from .axis import prompt_axis
+    from .sweep import Sweep, parse_seeds
+
+    axes = {"x": args.x, "y": args.y, "z": args.z}
+    prompt = args.prompt
+    if args.matrix or args.dynamic:
+        free = next((name for name, value in axes.items() if value is None), None)
+        if free is None:
+            raise ValidationError("prompt", prompt, "--matrix/--dynamic need a free axis, but X, Y and Z are all used")
+        mode = "matrix" if args.matrix else args.dynamic
+        axis = prompt_axis(prompt, mode, count=args.max_prompts, seed=args.prompt_seed, wildcards=args.wildcards)
+        axes[free] = axis
+        args.prompt = axis.values[0]
+    base = _params_from_args(args)
+    return Sweep(base, **axes, seeds=parse_seeds(args.seeds) if args.seeds else None)
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from .local import LocalBackend
+    from .runner import run_sweep
+
+    sweep = _sweep_from_args(args)
+    n = sweep.shape[3]
+    shape = " x ".join(str(len(a)) for a in sweep.axes.values()) or "1 cell"
+    print(f"sweep: {sweep.count()} image(s) ({shape}, {n} per cell) -> {args.out}", file=sys.stderr)
+    backend = LocalBackend(
+        device=args.device, dtype=args.dtype, memory=args.memory, progress=False, max_batch=args.max_batch
+    )
+    result = run_sweep(sweep, backend, args.out, progress=not args.no_progress)
+    print(
+        f"sweep: {result.count('generated')} generated, {result.count('cached')} cached, "
+        f"{result.count('failed')} failed in {result.elapsed_s:.1f}s; "
+        f"manifest: {os.path.join(args.out, 'manifest.json')}",
+        file=sys.stderr,
+    )
+    for cell in result.failed[:5]:
+        print(f"sweep: image {cell.cell.index} failed: {cell.error}", file=sys.stderr)
+    for path in result.grid_paths:
+        print(path)
+    return 1 if result.failed else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
