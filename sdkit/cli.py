@@ -79,6 +79,7 @@ def _build_parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true", help="print everything as one JSON object")
     info.set_defaults(func=_cmd_info)
     _add_sweep_parser(sub)
+    _add_study_parser(sub)
     return parser
 
 
@@ -244,6 +245,67 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     for path in result.grid_paths:
         print(path)
     return 1 if result.failed else 0
+
+
+def _add_study_parser(sub) -> None:
+    study = sub.add_parser(
+        "study",
+        help="reproducible prompt studies: run a YAML spec, verify a run folder, write its report",
+        description="A study is a sweep that someone else can re-run and check. "
+        "'run' writes a run folder (images, manifest.jsonl, grids, the resolved spec, environment.json) and "
+        "resumes an interrupted run; 'verify' makes every image again the way it was made and compares; "
+        "'report' writes one self-contained HTML page.",
+    )
+    actions = study.add_subparsers(dest="action", metavar="ACTION", required=True)
+    run = actions.add_parser("run", help="run (or resume) a study", description="Run or resume a study spec.")
+    run.add_argument("spec", help="the study's YAML spec")
+    run.add_argument("--out", default=None, metavar="DIR", help="run folder (default: runs/NAME)")
+    run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    run.set_defaults(func=_cmd_study_run)
+    verify = actions.add_parser(
+        "verify",
+        help="make every image again and compare",
+        description="Check a run folder: files against the manifest, then every local image made again "
+        "(same batching, same thread count) and compared. Exit status 1 on any mismatch, missing or tampered file.",
+    )
+    verify.add_argument("folder", help="a study run folder")
+    verify.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    verify.set_defaults(func=_cmd_study_verify)
+    report = actions.add_parser("report", help="write report.html", description="Write the run's HTML report.")
+    report.add_argument("folder", help="a study run folder")
+    report.set_defaults(func=_cmd_study_report)
+
+
+def _cmd_study_run(args: argparse.Namespace) -> int:
+    from .study import run_study, study_sweep
+    from .studyspec import parse_study_spec
+
+    if not os.path.isfile(args.spec):
+        raise ValidationError("spec", args.spec, "no such file")
+    with open(args.spec, encoding="utf-8") as f:
+        spec = parse_study_spec(f.read())
+    print(f"study {spec.name}: {study_sweep(spec).count()} image(s)", file=sys.stderr)
+    run = run_study(spec, args.out, progress=not args.no_progress)
+    print(
+        f"made {run.made}, kept {run.kept}, failed {run.failed} of {run.total} in {run.elapsed_s:.1f}s", file=sys.stderr
+    )
+    print(run.folder)
+    return 0 if run.complete else 1
+
+
+def _cmd_study_verify(args: argparse.Namespace) -> int:
+    from .study import verify_study
+
+    result = verify_study(args.folder, progress=not args.no_progress)
+    print(result.summary())
+    return 0 if result.ok else 1
+
+
+def _cmd_study_report(args: argparse.Namespace) -> int:
+    from .study import write_report
+
+    print(write_report(args.folder))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -19,7 +19,19 @@ __all__ = ["BACKENDS", "StudySpec", "parse_study_spec"]
 
 BACKENDS = ("local", "chat", "images")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_TOP_KEYS = ("name", "description", "backend", "base_url", "model", "params", "axes", "seeds", "batch", "threads")
+_TOP_KEYS = (
+    "name",
+    "description",
+    "backend",
+    "base_url",
+    "sd_extras",
+    "model",
+    "params",
+    "axes",
+    "seeds",
+    "batch",
+    "threads",
+)
 _AXES = ("x", "y", "z")
 
 
@@ -37,6 +49,7 @@ class StudySpec:
     description: str = ""
     batch: bool = True
     threads: int | None = None
+    sd_extras: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved spec, as YAML/JSON-ready data (the form written into a run folder)."""
@@ -52,6 +65,7 @@ class StudySpec:
             "seeds": list(self.seeds),
             "batch": self.batch,
             "threads": self.threads,
+            "sd_extras": self.sd_extras if self.backend != "local" else None,
         }
         return {k: v for k, v in out.items() if v is not None and v != ""}
 
@@ -135,6 +149,11 @@ def parse_study_spec(source: str | Mapping[str, Any]) -> StudySpec:
     threads = data.get("threads")
     if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
         raise _fail("threads", threads, "must be a positive integer")
+    sd_extras = data.get("sd_extras", False)
+    if not isinstance(sd_extras, bool):
+        raise _fail("sd_extras", sd_extras, "must be true or false")
+    if sd_extras and backend == "local":
+        raise _fail("sd_extras", sd_extras, "only applies to the chat and images backends")
     description = data.get("description", "")
     if not isinstance(description, str):
         raise _fail("description", description, "must be text")
@@ -149,4 +168,5 @@ def parse_study_spec(source: str | Mapping[str, Any]) -> StudySpec:
         description=description,
         batch=batch,
         threads=threads,
+        sd_extras=sd_extras,
     )
