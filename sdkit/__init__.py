@@ -5,8 +5,10 @@ Importing sdkit is cheap: torch, diffusers, httpx and the widget libraries load 
 
 from importlib import metadata as _metadata
 
+from .apirequest import ChatRequest, ImagesRequest, Message, SDExtras
 from .axis import Axis, parse_axis, prompt_axis
 from .backend import Backend
+from .client import APIReply, AsyncClient, Client, FetchedImage
 from .embedded import EMBEDDED_MODELS, embedded_model_path
 from .errors import (
     APIConnectionError,
@@ -28,14 +30,29 @@ from .errors import (
     UnprocessableEntityError,
     ValidationError,
 )
+from .fakerelay import FakeRelay, FakeReply
 from .grid import grid_figure, image_grid, labelled_grid, sweep_grids
 from .infotext import format_infotext, parse_infotext
 from .local import MEMORY_PRESETS, LocalBackend
 from .params import GenerationParams
 from .pngfile import read_png_metadata, save_result, write_png
+from .remote import RemoteBackend
+from .reply import (
+    ChatCompletion,
+    ImageRef,
+    ImagesResponse,
+    collect_stream,
+    find_images,
+    parse_chat_completion,
+    parse_chat_reply,
+    parse_images_response,
+)
 from .result import GeneratedImage, GenerationResult, Timings
+from .retry import RetryPolicy
 from .runner import CellResult, SweepResult, run_sweep
 from .schedulers import A1111_SCHEDULERS
+from .secret import Secret
+from .snippet import export_request
 from .sweep import Cell, Sweep
 
 try:
@@ -47,29 +64,45 @@ __all__ = [
     "A1111_SCHEDULERS",
     "APIConnectionError",
     "APIError",
+    "APIReply",
     "APIStatusError",
     "APITimeoutError",
+    "AsyncClient",
     "AuthenticationError",
     "Axis",
     "Backend",
     "BadRequestError",
     "Cell",
     "CellResult",
+    "ChatCompletion",
+    "ChatRequest",
+    "Client",
     "EMBEDDED_MODELS",
+    "FakeRelay",
+    "FakeReply",
+    "FetchedImage",
     "GeneratedImage",
     "GenerationError",
     "GenerationParams",
     "GenerationResult",
+    "ImageRef",
+    "ImagesRequest",
+    "ImagesResponse",
     "LocalBackend",
     "MEMORY_PRESETS",
+    "Message",
     "MissingDependencyError",
     "ModelError",
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
+    "RemoteBackend",
     "ReplyError",
     "RequestTooLargeError",
+    "RetryPolicy",
+    "SDExtras",
     "SdkitError",
+    "Secret",
     "ServerError",
     "Sweep",
     "SweepResult",
@@ -77,12 +110,18 @@ __all__ = [
     "UnprocessableEntityError",
     "ValidationError",
     "__version__",
+    "collect_stream",
     "embedded_model_path",
+    "export_request",
+    "find_images",
     "format_infotext",
     "grid_figure",
     "image_grid",
     "labelled_grid",
     "parse_axis",
+    "parse_chat_completion",
+    "parse_chat_reply",
+    "parse_images_response",
     "parse_infotext",
     "prompt_axis",
     "read_png_metadata",

@@ -67,6 +67,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     gen.add_argument("--memory", default="none", help="memory preset: none, t4, low, minimal")
     gen.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _add_remote_args(gen)
     gen.set_defaults(func=_cmd_generate)
 
     info = sub.add_parser(
@@ -80,6 +81,7 @@ def _build_parser() -> argparse.ArgumentParser:
     info.set_defaults(func=_cmd_info)
     _add_sweep_parser(sub)
     _add_study_parser(sub)
+    _add_request_parser(sub)
     return parser
 
 
@@ -108,7 +110,10 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     from .pngfile import save_result
 
     params = _params_from_args(args)
-    backend = LocalBackend(device=args.device, dtype=args.dtype, memory=args.memory, progress=not args.no_progress)
+    if args.backend != "local":
+        backend = _remote_backend_from_args(args)
+    else:
+        backend = LocalBackend(device=args.device, dtype=args.dtype, memory=args.memory, progress=not args.no_progress)
     result = backend.generate(params)
     for path in save_result(result, args.out):
         print(path)
@@ -305,6 +310,96 @@ def _cmd_study_report(args: argparse.Namespace) -> int:
     from .study import write_report
 
     print(write_report(args.folder))
+    return 0
+
+
+def _add_remote_args(p: argparse.ArgumentParser) -> None:
+    remote = p.add_argument_group(
+        "API backends",
+        "Generate through an OpenAI-style SD API instead of locally. The key is read from SDKIT_API_KEY "
+        "(or OPENAI_API_KEY), never from the command line.",
+    )
+    remote.add_argument(
+        "--backend",
+        choices=("local", "chat", "images"),
+        default="local",
+        help="local (default), chat (/v1/chat/completions) or images (/v1/images/generations)",
+    )
+    remote.add_argument("--base-url", default=None, metavar="URL", help="API base URL (default: $SDKIT_BASE_URL)")
+    remote.add_argument(
+        "--sd-extras",
+        action="store_true",
+        help="also send seed, negative prompt, steps, CFG and size as top-level fields (some relays refuse them)",
+    )
+    remote.add_argument("--timeout", type=float, default=None, metavar="S", help="seconds to wait for a reply")
+    remote.add_argument("--max-retries", type=int, default=None, metavar="N", help="retries after the first try")
+
+
+def _remote_backend_from_args(args: argparse.Namespace):
+    from .remote import RemoteBackend
+    from .retry import DEFAULT_TIMEOUT
+
+    return RemoteBackend(
+        args.backend,
+        args.base_url,
+        sd_extras=args.sd_extras,
+        timeout=args.timeout or DEFAULT_TIMEOUT,
+        max_retries=args.max_retries,
+    )
+
+
+def _add_request_parser(sub) -> None:
+    from .apirequest import DEFAULT_API_MODEL
+
+    req = sub.add_parser(
+        "request",
+        help="print an API request as a ready-to-run snippet (curl, Python, JavaScript)",
+        description="Print the API request for PROMPT as a snippet to run elsewhere. The key is read from "
+        "$SDKIT_API_KEY when the snippet runs, unless --include-key writes it in.",
+    )
+    req.add_argument("prompt", help="the SD prompt (the user message)")
+    lang = req.add_mutually_exclusive_group()
+    lang.add_argument("--curl", dest="language", action="store_const", const="curl", help="curl (the default)")
+    lang.add_argument("--python", dest="language", action="store_const", const="python", help="Python with httpx")
+    lang.add_argument("--js", dest="language", action="store_const", const="js", help="JavaScript fetch")
+    req.add_argument("--backend", choices=("chat", "images"), default="chat", help="which endpoint (default chat)")
+    req.add_argument("--base-url", default=None, metavar="URL", help="API base URL (default: $SDKIT_BASE_URL)")
+    req.add_argument("--model", default=DEFAULT_API_MODEL, metavar="NAME", help=f"default {DEFAULT_API_MODEL}")
+    req.add_argument(
+        "--include-key", action="store_true", help="write the key from $SDKIT_API_KEY into the snippet (careful)"
+    )
+    req.add_argument("--stream", action="store_true", help="ask for server-sent events (chat only)")
+    extras = req.add_argument_group("SD extras", "sent as top-level fields, only those given")
+    extras.add_argument("--seed", type=int, default=None, metavar="N", help="seed")
+    extras.add_argument("--negative-prompt", default=None, metavar="TEXT", help="negative_prompt")
+    extras.add_argument("--steps", type=int, default=None, metavar="N", help="num_inference_steps (1-100)")
+    extras.add_argument("--cfg", type=float, default=None, metavar="F", help="guidance_scale (0-100)")
+    extras.add_argument("--size", default=None, metavar="WxH", help="size (with --backend images: its own size field)")
+    req.set_defaults(func=_cmd_request, language="curl")
+
+
+def _cmd_request(args: argparse.Namespace) -> int:
+    from .apirequest import ChatRequest, ImagesRequest, SDExtras
+    from .credentials import resolve_api_key, resolve_base_url
+    from .snippet import export_request
+
+    given = (args.seed, args.negative_prompt, args.steps, args.cfg)
+    extras = None
+    if any(v is not None for v in given) or (args.size and args.backend == "chat"):
+        extras = SDExtras(args.seed, args.negative_prompt, args.steps, args.cfg, args.size)
+    if args.backend == "chat":
+        request = ChatRequest.from_prompt(args.prompt, model=args.model, stream=args.stream, extras=extras)
+    else:
+        if args.stream:
+            raise ValidationError("stream", True, "only the chat endpoint streams")
+        if extras is not None:
+            extras = SDExtras(args.seed, args.negative_prompt, args.steps, args.cfg)
+        request = ImagesRequest(prompt=args.prompt, model=args.model, size=args.size, extras=extras)
+    base_url = None  # left out: the snippet reads $SDKIT_BASE_URL when it runs
+    if args.base_url is not None or any(os.environ.get(v) for v in ("SDKIT_BASE_URL", "OPENAI_BASE_URL")):
+        base_url = resolve_base_url(args.base_url)
+    key = resolve_api_key(prompt=False) if args.include_key else None
+    print(export_request(request, args.language, base_url, key, include_key=args.include_key), end="")
     return 0
 
 

@@ -103,7 +103,69 @@ sdkit info outputs/00000-1.png
     ]
 
 
-NOTEBOOKS = [quickstart]
+def api():
+    name = "01_api.ipynb"
+    return name, [
+        md(f"""
+# Talking to a Stable Diffusion API
+
+{colab_badge(name)}
+
+sdkit speaks the OpenAI-style relays: `POST /v1/chat/completions` with the prompt as the user message, and
+`POST /v1/images/generations`. Here the API is `sdkit.FakeRelay`, a small server on 127.0.0.1 that answers like
+a real relay (a flat-colour image per prompt), so this notebook runs offline. For a real relay set
+`SDKIT_BASE_URL` and `SDKIT_API_KEY` (in Colab: the 🔑 secrets panel) and leave the arguments out.
+"""),
+        code(SETUP),
+        code("""
+import sdkit
+
+relay = sdkit.FakeRelay(shape="progress-links").start()  # replies with progress text, previews, then the final link
+client = sdkit.Client(relay.url, api_key="sk-demo-not-a-real-key")
+client.has_key, sdkit.Secret("sk-demo-not-a-real-key")  # the key never shows: its repr is masked"""),
+        md("A request is a frozen, validated value; its body is exactly what the relay page shows:"),
+        code("""
+request = sdkit.ChatRequest.from_prompt("a lighthouse at dusk, oil painting")
+print(request.to_json())
+print(sdkit.export_request(request, "curl"))  # also "python" and "js"; the key stays $SDKIT_API_KEY"""),
+        md("""
+Send it. The client finds the image wherever the relay put it (here: the final download link after progress
+text and preview links), fetches the URL at once (such links expire) and checks the bytes are an image:
+"""),
+        code("""
+reply = client.chat(request)
+print(reply.reply.content)
+image = reply.images[0]
+print(image.shape, image.mime, image.to_pil().size)"""),
+        md("""
+As a backend, the API is interchangeable with `LocalBackend`: the same `GenerationParams` in, the same
+`GenerationResult` out, so sweeps and grids never ask which one they hold. Requests run concurrently
+(`max_concurrency`). A remote seed is known only when sent as an SD extra (`sd_extras=True`).
+"""),
+        code("""
+backend = sdkit.RemoteBackend("chat", relay.url, api_key="sk-demo-not-a-real-key", sd_extras=True)
+result = backend.generate(sdkit.GenerationParams("a lighthouse at dusk", seed=10, num_images=4))
+print(result.seeds, result.model, result.backend)
+result"""),
+        md("""
+Relays fail in the usual ways. 429/5xx and dropped connections are retried with backoff, honouring
+`Retry-After`; other statuses become typed errors carrying the status, the request id and the server's message:
+"""),
+        code("""
+relay.script(sdkit.FakeReply.error(429, "slow down", retry_after=0.2), sdkit.FakeReply.dropped())
+print("attempts:", client.chat("a lighthouse").attempts)
+
+relay.script(sdkit.FakeReply.error(401, "Incorrect API key provided: sk-demo-not-a-real-key"))
+try:
+    client.chat("a lighthouse")
+except sdkit.AuthenticationError as err:
+    print(type(err).__name__, err.status_code, err.request_id, "-", err.message)  # the echoed key is scrubbed"""),
+        code("""
+relay.stop()"""),
+    ]
+
+
+NOTEBOOKS = [quickstart, api]
 
 
 def sweeps():
