@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .environment import capture_environment, environment_diff
-from .errors import ValidationError
+from .errors import SdkitError, ValidationError
 from .pngfile import atomic_write_bytes, png_bytes
 from .studyspec import StudySpec, parse_study_spec
 
@@ -360,16 +360,24 @@ def _save_image(
 
 
 def _save_grids(
-    folder: Path, sweep: Sweep, cells: list[Cell], entries: Mapping[int, dict[str, Any]], failures: Mapping[int, str]
+    folder: Path,
+    sweep: Sweep,
+    cells: list[Cell],
+    entries: Mapping[int, dict[str, Any]],
+    failures: Mapping[int, str],
+    *,
+    source: Path | None = None,
 ) -> list[Path]:
+    """Labelled grids of the images in ``source`` (default ``folder``), written into ``folder``."""
     from PIL import Image
 
     from .runner import CellResult, SweepResult, save_grids
 
+    source = source or folder
     outcomes = []
     for cell in cells:
         if cell.index in entries:
-            with Image.open(folder / entries[cell.index]["file"]) as im:
+            with Image.open(source / entries[cell.index]["file"]) as im:
                 outcomes.append(CellResult(cell, "", "generated", image=im.convert("RGB")))
         else:
             error = failures.get(cell.index, "not made yet")
@@ -412,10 +420,10 @@ def verify_study(folder: str | Path, *, backend: Backend | None = None, progress
         else:
             intact.append(e)
 
-    env_now = capture_environment(with_torch=spec.backend == "local")
+    problems += _check_grids(folder, spec, entries)
     if spec.backend != "local":
         for e in intact:
-            checks[e["cell"]] = _check_archive(folder, e)
+            checks[e["cell"]] = _check_archive(folder, e, spec.backend)
         return Verification(folder, tuple(checks[k] for k in sorted(checks)), (), tuple(problems))
 
     _set_threads(recorded_env.get("torch_threads"))
@@ -471,15 +479,65 @@ def _compare(folder: Path, entry: dict[str, Any], outcome: Any, image_module: An
     return ImageCheck(cell, name, "different", max_diff)
 
 
-def _check_archive(folder: Path, entry: dict[str, Any]) -> ImageCheck:
+def _check_archive(folder: Path, entry: dict[str, Any], backend_name: str) -> ImageCheck:
+    """A remote image: its reply files intact, and where the reply carries the image itself
+    (base64, data URI), the image in it equal to the PNG's pixels."""
+    import io
+
+    from PIL import Image
+
+    from .reply import find_images, parse_chat_reply, parse_images_response
+
     cell, name = entry["cell"], entry["file"]
+    images: list[bytes] = []
     for reply in entry.get("replies", []):
         path = folder / reply["file"]
         if not path.is_file():
             return ImageCheck(cell, name, "archive-tampered", note=f"{reply['file']} is missing")
-        if _sha256(path.read_bytes()) != reply["sha256"]:
+        raw = path.read_bytes()
+        if _sha256(raw) != reply["sha256"]:
             return ImageCheck(cell, name, "archive-tampered", note=f"{reply['file']} differs from the manifest")
-    return ImageCheck(cell, name, "archived", note="a remote image cannot be regenerated; file and reply intact")
+        try:
+            parsed = parse_images_response(raw) if backend_name == "images" else parse_chat_reply(raw)
+            images += [ref.data for ref in find_images(parsed) if ref.data is not None]
+        except SdkitError as exc:
+            return ImageCheck(cell, name, "archive-tampered", note=f"{reply['file']} no longer parses: {exc}")
+    note = "a remote image cannot be regenerated; file and reply archive intact"
+    if images:
+        with Image.open(io.BytesIO(images[0])) as a, Image.open(folder / name) as b:
+            if a.convert("RGB").tobytes() != b.convert("RGB").tobytes():
+                return ImageCheck(cell, name, "archive-tampered", note="the image in the reply differs from the PNG")
+        note += "; the reply's image equals the PNG"
+    else:
+        note += "; the reply only linked the image (URLs expire), the PNG is the copy"
+    return ImageCheck(cell, name, "archived", note=note)
+
+
+def _check_grids(folder: Path, spec: StudySpec, entries: list[dict[str, Any]]) -> list[str]:
+    """Grids rebuilt offline from the stored images must equal the stored grid files."""
+    import io
+    import tempfile
+
+    from PIL import Image
+
+    sweep = study_sweep(spec)
+    cells = sweep.cells()
+    by_cell = {e["cell"]: e for e in entries if (folder / e["file"]).is_file()}
+    failures = json.loads((folder / FAILURES).read_text()) if (folder / FAILURES).exists() else []
+    with tempfile.TemporaryDirectory() as tmp:
+        rebuilt = _save_grids(
+            Path(tmp), sweep, cells, by_cell, {f["cell"]: f["error"] for f in failures}, source=folder
+        )
+        problems = []
+        for path in rebuilt:
+            stored = folder / path.name
+            if not stored.is_file():
+                problems.append(f"{path.name} is missing")
+                continue
+            with Image.open(stored) as a, Image.open(io.BytesIO(path.read_bytes())) as b:
+                if a.size != b.size or a.convert("RGB").tobytes() != b.convert("RGB").tobytes():
+                    problems.append(f"{path.name} does not match the images it is made of")
+    return problems
 
 
 # --- report ------------------------------------------------------------------------------------

@@ -177,3 +177,45 @@ def test_resuming_with_a_different_spec_is_refused(tmp_path, spec_file, backend)
     spec_file.write_text(SPEC.replace("seeds: [1, 2]", "seeds: [1, 3]"))
     with pytest.raises(ValidationError, match="different spec"):
         run_study(spec_file, out, backend=backend, progress=False)
+
+
+def test_remote_study_archives_replies_and_verifies_offline(tmp_path, monkeypatch):
+    from sdkit import FakeRelay
+
+    key = "sk-planted-study-0123456789abcdef"
+    monkeypatch.setenv("SDKIT_API_KEY", key)
+    out = tmp_path / "remote"
+    with FakeRelay() as relay:
+        spec = {
+            "name": "remote",
+            "backend": "chat",
+            "base_url": relay.url,
+            "sd_extras": True,
+            "params": {"prompt": "a red circle", "width": 64, "height": 64},
+            "axes": {"x": "guidance_scale=1,7"},
+            "seeds": [1, 2],
+        }
+        run = run_study(spec, out, progress=False)
+    assert (run.made, run.failed) == (4, 0)
+    entries = load_manifest(out)
+    assert all(e["regenerable"] is False and e["replies"] for e in entries)
+    assert sorted(e["seed"] for e in entries) == [1, 1, 2, 2]
+    for path in out.rglob("*"):
+        if path.is_file():
+            assert key.encode() not in path.read_bytes(), path
+
+    result = verify_study(out, progress=False)  # the relay is gone: checked from the archive alone
+    assert result.ok and {c.status for c in result.checks} == {"archived"}
+    reply = out / entries[1]["replies"][0]["file"]
+    reply.write_text(reply.read_text().replace("chat.completion", "chat.completiom"))
+    result = verify_study(out, progress=False)
+    assert [(c.cell, c.status) for c in result.checks if not c.ok] == [(1, "archive-tampered")]
+
+
+def test_a_grid_that_does_not_match_its_images_fails_verification(tmp_path, spec_file, backend):
+    out = tmp_path / "run"
+    run_study(spec_file, out, backend=backend, progress=False)
+    Image.new("RGB", (10, 10)).save(out / "grid.png")
+    result = verify_study(out, backend=backend, progress=False)
+    assert not result.ok
+    assert "grid.png does not match the images it is made of" in result.summary()
