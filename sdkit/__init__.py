@@ -32,6 +32,7 @@ from .errors import (
 )
 from .fakerelay import FakeRelay, FakeReply
 from .grid import grid_figure, image_grid, labelled_grid, sweep_grids
+from .imagemeta import ImageMetadata, read_image_metadata
 from .infotext import format_infotext, parse_infotext
 from .local import MEMORY_PRESETS, LocalBackend
 from .params import GenerationParams
@@ -53,6 +54,8 @@ from .runner import CellResult, SweepResult, run_sweep
 from .schedulers import A1111_SCHEDULERS
 from .secret import Secret
 from .snippet import export_request
+from .study import StudyRun, Verification, run_study, verify_study, write_report
+from .studyspec import StudySpec, parse_study_spec
 from .sweep import Cell, Sweep
 
 try:
@@ -85,6 +88,7 @@ __all__ = [
     "GenerationError",
     "GenerationParams",
     "GenerationResult",
+    "ImageMetadata",
     "ImageRef",
     "ImagesRequest",
     "ImagesResponse",
@@ -104,11 +108,14 @@ __all__ = [
     "SdkitError",
     "Secret",
     "ServerError",
+    "StudyRun",
+    "StudySpec",
     "Sweep",
     "SweepResult",
     "Timings",
     "UnprocessableEntityError",
     "ValidationError",
+    "Verification",
     "__version__",
     "collect_stream",
     "embedded_model_path",
@@ -123,10 +130,15 @@ __all__ = [
     "parse_chat_reply",
     "parse_images_response",
     "parse_infotext",
+    "parse_study_spec",
     "prompt_axis",
+    "read_image_metadata",
     "read_png_metadata",
+    "run_study",
     "run_sweep",
     "save_result",
     "sweep_grids",
+    "verify_study",
     "write_png",
+    "write_report",
 ]

@@ -73,13 +73,15 @@ def _build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser(
         "info",
         help="print the parameters stored in an image",
-        description="Print the parameters stored in a PNG: A1111 infotext and sdkit's record.",
+        description="Print the parameters stored in an image: sdkit's record, A1111 infotext (PNG, or EXIF in "
+        "JPEG/WebP), ComfyUI or InvokeAI metadata.",
     )
-    info.add_argument("image", help="a PNG file")
+    info.add_argument("image", help="a PNG, JPEG or WebP file")
     info.add_argument("--json", action="store_true", help="print everything as one JSON object")
     info.set_defaults(func=_cmd_info)
     _add_request_parser(sub)
     _add_sweep_parser(sub)
+    _add_study_parser(sub)
     return parser
 
 
@@ -119,26 +121,44 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from .pngfile import read_png_metadata
+    import dataclasses
+
+    from .imagemeta import read_image_metadata
 
     if not os.path.isfile(args.image):
         raise ValidationError("image", args.image, "no such file")
     try:
-        meta = read_png_metadata(args.image)
+        meta = read_image_metadata(args.image)
     except OSError as exc:
         raise ValidationError("image", args.image, f"cannot be read as an image: {exc}") from None
     if args.json:
-        print(json.dumps(meta, indent=2, ensure_ascii=False))
+        print(json.dumps(dataclasses.asdict(meta), indent=2, ensure_ascii=False, default=str))
         return 0
-    if "parameters" not in meta and "sdkit" not in meta:
+    if meta.source is None:
         print(f"{args.image}: no generation parameters found", file=sys.stderr)
         return 1
-    if "parameters" in meta:
-        print(meta["text"]["parameters"])
-    if meta.get("sdkit"):
+    if "parameters" in meta.raw:
+        print(meta.raw["parameters"])
+    else:
+        print(f"read from {meta.source} metadata:")
+        for field in (
+            "prompt",
+            "negative_prompt",
+            "seed",
+            "steps",
+            "guidance_scale",
+            "width",
+            "height",
+            "sampler",
+            "model",
+        ):
+            value = getattr(meta, field)
+            if value is not None:
+                print(f"  {field}: {value}")
+    if meta.record:
         print()
         print("sdkit record:")
-        print(json.dumps(meta["sdkit"], indent=2, ensure_ascii=False))
+        print(json.dumps(meta.record, indent=2, ensure_ascii=False))
     return 0
 
 
@@ -327,6 +347,67 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     for path in result.grid_paths:
         print(path)
     return 1 if result.failed else 0
+
+
+def _add_study_parser(sub) -> None:
+    study = sub.add_parser(
+        "study",
+        help="reproducible prompt studies: run a YAML spec, verify a run folder, write its report",
+        description="A study is a sweep that someone else can re-run and check. "
+        "'run' writes a run folder (images, manifest.jsonl, grids, the resolved spec, environment.json) and "
+        "resumes an interrupted run; 'verify' makes every image again the way it was made and compares; "
+        "'report' writes one self-contained HTML page.",
+    )
+    actions = study.add_subparsers(dest="action", metavar="ACTION", required=True)
+    run = actions.add_parser("run", help="run (or resume) a study", description="Run or resume a study spec.")
+    run.add_argument("spec", help="the study's YAML spec")
+    run.add_argument("--out", default=None, metavar="DIR", help="run folder (default: runs/NAME)")
+    run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    run.set_defaults(func=_cmd_study_run)
+    verify = actions.add_parser(
+        "verify",
+        help="make every image again and compare",
+        description="Check a run folder: files against the manifest, then every local image made again "
+        "(same batching, same thread count) and compared. Exit status 1 on any mismatch, missing or tampered file.",
+    )
+    verify.add_argument("folder", help="a study run folder")
+    verify.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    verify.set_defaults(func=_cmd_study_verify)
+    report = actions.add_parser("report", help="write report.html", description="Write the run's HTML report.")
+    report.add_argument("folder", help="a study run folder")
+    report.set_defaults(func=_cmd_study_report)
+
+
+def _cmd_study_run(args: argparse.Namespace) -> int:
+    from .study import run_study, study_sweep
+    from .studyspec import parse_study_spec
+
+    if not os.path.isfile(args.spec):
+        raise ValidationError("spec", args.spec, "no such file")
+    with open(args.spec, encoding="utf-8") as f:
+        spec = parse_study_spec(f.read())
+    print(f"study {spec.name}: {study_sweep(spec).count()} image(s)", file=sys.stderr)
+    run = run_study(spec, args.out, progress=not args.no_progress)
+    print(
+        f"made {run.made}, kept {run.kept}, failed {run.failed} of {run.total} in {run.elapsed_s:.1f}s", file=sys.stderr
+    )
+    print(run.folder)
+    return 0 if run.complete else 1
+
+
+def _cmd_study_verify(args: argparse.Namespace) -> int:
+    from .study import verify_study
+
+    result = verify_study(args.folder, progress=not args.no_progress)
+    print(result.summary())
+    return 0 if result.ok else 1
+
+
+def _cmd_study_report(args: argparse.Namespace) -> int:
+    from .study import write_report
+
+    print(write_report(args.folder))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

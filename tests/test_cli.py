@@ -90,6 +90,22 @@ def test_info_on_missing_file(capsys):
     assert "image='/nonexistent/x.png'" in capsys.readouterr().err
 
 
+def test_info_reads_other_tools_metadata(tmp_path, capsys):
+    import json
+
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text("invokeai_metadata", json.dumps({"positive_prompt": "a cat", "seed": 42, "steps": 30}))
+    Image.new("RGB", (8, 8)).save(tmp_path / "i.png", pnginfo=info)
+    assert main(["info", str(tmp_path / "i.png")]) == 0
+    out = capsys.readouterr().out
+    assert "read from invokeai metadata" in out and "prompt: a cat" in out and "seed: 42" in out
+    assert main(["info", "--json", str(tmp_path / "i.png")]) == 0
+    assert json.loads(capsys.readouterr().out)["seed"] == 42
+
+
 def test_sweep_prints_the_count_first_and_the_grid_last_and_reruns_from_cache(tmp_path, capsys):
     out = tmp_path / "sweep"
     args = ["sweep", "a red circle", "--x", "cfg=1,7", "--y", "steps=1-2", "--seed", "1", "--out", str(out)]
