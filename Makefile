@@ -11,7 +11,7 @@ export TRANSFORMERS_VERBOSITY := error
 export HF_HUB_DISABLE_PROGRESS_BARS := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: install demo test lint format clean browser
+.PHONY: install demo test bench lint format clean browser
 
 install: $(STAMP)
 
@@ -25,8 +25,8 @@ $(STAMP): pyproject.toml constraints.txt
 
 demo: $(STAMP)
 	@rm -rf runs/demo
-	$(VENV)/bin/sdkit generate "a red circle on a blue background" --seed 1 --steps 20 --n 4 --out runs/demo --no-progress
-	@echo "demo images are in runs/demo/"
+	$(VENV)/bin/sdkit sweep "a red circle on a blue background" --seed 1 --x "guidance_scale=1,4,7.5" --y "num_inference_steps=5-20 (+5)" --out runs/demo --no-progress
+	@echo "demo images, grid and manifest are in runs/demo/"
 
 # The browser test drives JupyterLab with Debian's Chromium; installed here when missing (needs root).
 browser:
@@ -39,6 +39,9 @@ browser:
 test: $(STAMP) browser
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest --nbval --nbval-sanitize-with notebooks/sanitize.cfg tests notebooks
+
+bench: $(STAMP)
+	$(PY) -m benchmarks.sweep
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

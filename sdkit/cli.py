@@ -67,16 +67,21 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     gen.add_argument("--memory", default="none", help="memory preset: none, t4, low, minimal")
     gen.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _add_remote_args(gen)
     gen.set_defaults(func=_cmd_generate)
 
     info = sub.add_parser(
         "info",
         help="print the parameters stored in an image",
-        description="Print the parameters stored in a PNG: A1111 infotext and sdkit's record.",
+        description="Print the parameters stored in an image: sdkit's record, A1111 infotext (PNG, or EXIF in "
+        "JPEG/WebP), ComfyUI or InvokeAI metadata.",
     )
-    info.add_argument("image", help="a PNG file")
+    info.add_argument("image", help="a PNG, JPEG or WebP file")
     info.add_argument("--json", action="store_true", help="print everything as one JSON object")
     info.set_defaults(func=_cmd_info)
+    _add_request_parser(sub)
+    _add_sweep_parser(sub)
+    _add_study_parser(sub)
     return parser
 
 
@@ -105,7 +110,10 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     from .pngfile import save_result
 
     params = _params_from_args(args)
-    backend = LocalBackend(device=args.device, dtype=args.dtype, memory=args.memory, progress=not args.no_progress)
+    if args.backend != "local":
+        backend = _remote_backend_from_args(args)
+    else:
+        backend = LocalBackend(device=args.device, dtype=args.dtype, memory=args.memory, progress=not args.no_progress)
     result = backend.generate(params)
     for path in save_result(result, args.out):
         print(path)
@@ -113,26 +121,292 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from .pngfile import read_png_metadata
+    import dataclasses
+
+    from .imagemeta import read_image_metadata
 
     if not os.path.isfile(args.image):
         raise ValidationError("image", args.image, "no such file")
     try:
-        meta = read_png_metadata(args.image)
+        meta = read_image_metadata(args.image)
     except OSError as exc:
         raise ValidationError("image", args.image, f"cannot be read as an image: {exc}") from None
     if args.json:
-        print(json.dumps(meta, indent=2, ensure_ascii=False))
+        print(json.dumps(dataclasses.asdict(meta), indent=2, ensure_ascii=False, default=str))
         return 0
-    if "parameters" not in meta and "sdkit" not in meta:
+    if meta.source is None:
         print(f"{args.image}: no generation parameters found", file=sys.stderr)
         return 1
-    if "parameters" in meta:
-        print(meta["text"]["parameters"])
-    if meta.get("sdkit"):
+    if "parameters" in meta.raw:
+        print(meta.raw["parameters"])
+    else:
+        print(f"read from {meta.source} metadata:")
+        for field in (
+            "prompt",
+            "negative_prompt",
+            "seed",
+            "steps",
+            "guidance_scale",
+            "width",
+            "height",
+            "sampler",
+            "model",
+        ):
+            value = getattr(meta, field)
+            if value is not None:
+                print(f"  {field}: {value}")
+    if meta.record:
         print()
         print("sdkit record:")
-        print(json.dumps(meta["sdkit"], indent=2, ensure_ascii=False))
+        print(json.dumps(meta.record, indent=2, ensure_ascii=False))
+    return 0
+
+
+def _add_remote_args(p: argparse.ArgumentParser) -> None:
+    remote = p.add_argument_group(
+        "API backends",
+        "Generate through an OpenAI-style SD API instead of locally. The key is read from SDKIT_API_KEY "
+        "(or OPENAI_API_KEY), never from the command line.",
+    )
+    remote.add_argument(
+        "--backend",
+        choices=("local", "chat", "images"),
+        default="local",
+        help="local (default), chat (/v1/chat/completions) or images (/v1/images/generations)",
+    )
+    remote.add_argument("--base-url", default=None, metavar="URL", help="API base URL (default: $SDKIT_BASE_URL)")
+    remote.add_argument(
+        "--sd-extras",
+        action="store_true",
+        help="also send seed, negative prompt, steps, CFG and size as top-level fields (some relays refuse them)",
+    )
+    remote.add_argument("--timeout", type=float, default=None, metavar="S", help="seconds to wait for a reply")
+    remote.add_argument("--max-retries", type=int, default=None, metavar="N", help="retries after the first try")
+
+
+def _remote_backend_from_args(args: argparse.Namespace):
+    from .remote import RemoteBackend
+    from .retry import DEFAULT_TIMEOUT
+
+    return RemoteBackend(
+        args.backend,
+        args.base_url,
+        sd_extras=args.sd_extras,
+        timeout=args.timeout or DEFAULT_TIMEOUT,
+        max_retries=args.max_retries,
+    )
+
+
+def _add_request_parser(sub) -> None:
+    from .apirequest import DEFAULT_API_MODEL
+
+    req = sub.add_parser(
+        "request",
+        help="print an API request as a ready-to-run snippet (curl, Python, JavaScript)",
+        description="Print the API request for PROMPT as a snippet to run elsewhere. The key is read from "
+        "$SDKIT_API_KEY when the snippet runs, unless --include-key writes it in.",
+    )
+    req.add_argument("prompt", help="the SD prompt (the user message)")
+    lang = req.add_mutually_exclusive_group()
+    lang.add_argument("--curl", dest="language", action="store_const", const="curl", help="curl (the default)")
+    lang.add_argument("--python", dest="language", action="store_const", const="python", help="Python with httpx")
+    lang.add_argument("--js", dest="language", action="store_const", const="js", help="JavaScript fetch")
+    req.add_argument("--backend", choices=("chat", "images"), default="chat", help="which endpoint (default chat)")
+    req.add_argument("--base-url", default=None, metavar="URL", help="API base URL (default: $SDKIT_BASE_URL)")
+    req.add_argument("--model", default=DEFAULT_API_MODEL, metavar="NAME", help=f"default {DEFAULT_API_MODEL}")
+    req.add_argument(
+        "--include-key", action="store_true", help="write the key from $SDKIT_API_KEY into the snippet (careful)"
+    )
+    req.add_argument("--stream", action="store_true", help="ask for server-sent events (chat only)")
+    extras = req.add_argument_group("SD extras", "sent as top-level fields, only those given")
+    extras.add_argument("--seed", type=int, default=None, metavar="N", help="seed")
+    extras.add_argument("--negative-prompt", default=None, metavar="TEXT", help="negative_prompt")
+    extras.add_argument("--steps", type=int, default=None, metavar="N", help="num_inference_steps (1-100)")
+    extras.add_argument("--cfg", type=float, default=None, metavar="F", help="guidance_scale (0-100)")
+    extras.add_argument("--size", default=None, metavar="WxH", help="size (with --backend images: its own size field)")
+    req.set_defaults(func=_cmd_request, language="curl")
+
+
+def _cmd_request(args: argparse.Namespace) -> int:
+    from .apirequest import ChatRequest, ImagesRequest, SDExtras
+    from .credentials import resolve_api_key, resolve_base_url
+    from .snippet import export_request
+
+    given = (args.seed, args.negative_prompt, args.steps, args.cfg)
+    extras = None
+    if any(v is not None for v in given) or (args.size and args.backend == "chat"):
+        extras = SDExtras(args.seed, args.negative_prompt, args.steps, args.cfg, args.size)
+    if args.backend == "chat":
+        request = ChatRequest.from_prompt(args.prompt, model=args.model, stream=args.stream, extras=extras)
+    else:
+        if args.stream:
+            raise ValidationError("stream", True, "only the chat endpoint streams")
+        if extras is not None:
+            extras = SDExtras(args.seed, args.negative_prompt, args.steps, args.cfg)
+        request = ImagesRequest(prompt=args.prompt, model=args.model, size=args.size, extras=extras)
+    base_url = None  # left out: the snippet reads $SDKIT_BASE_URL when it runs
+    if args.base_url is not None or any(os.environ.get(v) for v in ("SDKIT_BASE_URL", "OPENAI_BASE_URL")):
+        base_url = resolve_base_url(args.base_url)
+    key = resolve_api_key(prompt=False) if args.include_key else None
+    print(export_request(request, args.language, base_url, key, include_key=args.include_key), end="")
+    return 0
+
+
+def _add_sweep_parser(sub) -> None:
+    sw = sub.add_parser(
+        "sweep",
+        help="sweep parameters over X/Y/Z axes and draw labelled grids",
+        description="Make one image per combination of the axes' values (A1111 X/Y/Z plot syntax), write them "
+        "with their parameters, a labelled grid per Z value and manifest.json. Already-made images in DIR are "
+        "reused, so a second run makes nothing and an interrupted one resumes. Prints the image count first "
+        "(stderr) and the grid path(s) last (stdout).",
+        epilog='Axis values: CSV lists (a,"b, c"), ranges 1-5, 5-20 (+5), 10-5 (-3), 1-10 [5], 0-1 (+0.25); '
+        "parameters: seed, steps (num_inference_steps), cfg (guidance_scale), width, height, size, sampler "
+        "(scheduler), model, prompt, negative_prompt, prompt_sr (search,replace,…), prompt_matrix.",
+    )
+    sw.add_argument(
+        "prompt", help="the base prompt (a prompt matrix or dynamicprompts template with --matrix/--dynamic)"
+    )
+    sw.add_argument("--x", metavar="AXIS", help='X axis, e.g. "guidance_scale=1,4,7.5"')
+    sw.add_argument("--y", metavar="AXIS", help='Y axis, e.g. "num_inference_steps=5-20 (+5)"')
+    sw.add_argument("--z", metavar="AXIS", help="Z axis: one grid per value")
+    sw.add_argument("--seeds", default=None, metavar="N|LIST", help="images per cell (N) or seeds (1,2,3 or 1-4)")
+    sw.add_argument("--negative-prompt", default="", metavar="TEXT", help="what to keep out of the images")
+    sw.add_argument("--seed", type=int, default=None, metavar="N", help="base seed (random if left out; recorded)")
+    sw.add_argument("--steps", type=int, default=20, metavar="N", help="denoising steps (default 20)")
+    sw.add_argument("--cfg", type=float, default=7.5, metavar="F", help="guidance scale (default 7.5)")
+    sw.add_argument("--size", default=None, metavar="WxH", help="image size (default: the model's native size)")
+    sw.add_argument("--scheduler", default=None, metavar="NAME", help="A1111 sampler name or diffusers class name")
+    sw.add_argument("--model", default="tiny", metavar="ID|PATH|tiny", help="model (default: the embedded tiny)")
+    prompts = sw.add_mutually_exclusive_group()
+    prompts.add_argument("--matrix", action="store_true", help="PROMPT is a prompt matrix base|a|b (first free axis)")
+    prompts.add_argument(
+        "--dynamic",
+        choices=("combinatorial", "random"),
+        default=None,
+        help="PROMPT is a dynamicprompts template; its prompts go on the first free axis",
+    )
+    sw.add_argument("--max-prompts", type=int, default=None, metavar="N", help="with --dynamic: how many prompts")
+    sw.add_argument("--prompt-seed", type=int, default=None, metavar="N", help="with --dynamic random: its seed")
+    sw.add_argument("--wildcards", default=None, metavar="DIR", help="with --dynamic: folder of wildcard files")
+    sw.add_argument("--out", default="outputs/sweep", metavar="DIR", help="output folder (default outputs/sweep)")
+    sw.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N or mps")
+    sw.add_argument("--dtype", default=None, help="auto (default), float32, float16, bfloat16")
+    sw.add_argument("--memory", default="none", help="memory preset: none, t4, low, minimal")
+    sw.add_argument("--max-batch", type=int, default=8, metavar="N", help="most images per pipeline call (default 8)")
+    sw.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _add_remote_args(sw)
+    sw.set_defaults(func=_cmd_sweep, n=1)
+
+
+def _sweep_from_args(args: argparse.Namespace):
+    from .axis import prompt_axis
+    from .sweep import Sweep, parse_seeds
+
+    axes = {"x": args.x, "y": args.y, "z": args.z}
+    prompt = args.prompt
+    if args.matrix or args.dynamic:
+        free = next((name for name, value in axes.items() if value is None), None)
+        if free is None:
+            raise ValidationError("prompt", prompt, "--matrix/--dynamic need a free axis, but X, Y and Z are all used")
+        mode = "matrix" if args.matrix else args.dynamic
+        axis = prompt_axis(prompt, mode, count=args.max_prompts, seed=args.prompt_seed, wildcards=args.wildcards)
+        axes[free] = axis
+        args.prompt = axis.values[0]
+    base = _params_from_args(args)
+    return Sweep(base, **axes, seeds=parse_seeds(args.seeds) if args.seeds else None)
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from .local import LocalBackend
+    from .runner import run_sweep
+
+    sweep = _sweep_from_args(args)
+    n = sweep.shape[3]
+    shape = " x ".join(str(len(a)) for a in sweep.axes.values()) or "1 cell"
+    print(f"sweep: {sweep.count()} image(s) ({shape}, {n} per cell) -> {args.out}", file=sys.stderr)
+    if args.backend != "local":
+        backend = _remote_backend_from_args(args)
+    else:
+        backend = LocalBackend(
+            device=args.device, dtype=args.dtype, memory=args.memory, progress=False, max_batch=args.max_batch
+        )
+    try:
+        result = run_sweep(sweep, backend, args.out, progress=not args.no_progress)
+    finally:
+        if hasattr(backend, "close"):
+            backend.close()
+    print(
+        f"sweep: {result.count('generated')} generated, {result.count('cached')} cached, "
+        f"{result.count('failed')} failed in {result.elapsed_s:.1f}s; "
+        f"manifest: {os.path.join(args.out, 'manifest.json')}",
+        file=sys.stderr,
+    )
+    for cell in result.failed[:5]:
+        print(f"sweep: image {cell.cell.index} failed: {cell.error}", file=sys.stderr)
+    for path in result.grid_paths:
+        print(path)
+    return 1 if result.failed else 0
+
+
+def _add_study_parser(sub) -> None:
+    study = sub.add_parser(
+        "study",
+        help="reproducible prompt studies: run a YAML spec, verify a run folder, write its report",
+        description="A study is a sweep that someone else can re-run and check. "
+        "'run' writes a run folder (images, manifest.jsonl, grids, the resolved spec, environment.json) and "
+        "resumes an interrupted run; 'verify' makes every image again the way it was made and compares; "
+        "'report' writes one self-contained HTML page.",
+    )
+    actions = study.add_subparsers(dest="action", metavar="ACTION", required=True)
+    run = actions.add_parser("run", help="run (or resume) a study", description="Run or resume a study spec.")
+    run.add_argument("spec", help="the study's YAML spec")
+    run.add_argument("--out", default=None, metavar="DIR", help="run folder (default: runs/NAME)")
+    run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    run.set_defaults(func=_cmd_study_run)
+    verify = actions.add_parser(
+        "verify",
+        help="make every image again and compare",
+        description="Check a run folder: files against the manifest, then every local image made again "
+        "(same batching, same thread count) and compared. Exit status 1 on any mismatch, missing or tampered file.",
+    )
+    verify.add_argument("folder", help="a study run folder")
+    verify.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    verify.set_defaults(func=_cmd_study_verify)
+    report = actions.add_parser("report", help="write report.html", description="Write the run's HTML report.")
+    report.add_argument("folder", help="a study run folder")
+    report.set_defaults(func=_cmd_study_report)
+
+
+def _cmd_study_run(args: argparse.Namespace) -> int:
+    from .study import run_study, study_sweep
+    from .studyspec import parse_study_spec
+
+    if not os.path.isfile(args.spec):
+        raise ValidationError("spec", args.spec, "no such file")
+    with open(args.spec, encoding="utf-8") as f:
+        spec = parse_study_spec(f.read())
+    print(f"study {spec.name}: {study_sweep(spec).count()} image(s)", file=sys.stderr)
+    run = run_study(spec, args.out, progress=not args.no_progress)
+    print(
+        f"made {run.made}, kept {run.kept}, failed {run.failed} of {run.total} in {run.elapsed_s:.1f}s", file=sys.stderr
+    )
+    print(run.folder)
+    return 0 if run.complete else 1
+
+
+def _cmd_study_verify(args: argparse.Namespace) -> int:
+    from .study import verify_study
+
+    result = verify_study(args.folder, progress=not args.no_progress)
+    print(result.summary())
+    return 0 if result.ok else 1
+
+
+def _cmd_study_report(args: argparse.Namespace) -> int:
+    from .study import write_report
+
+    print(write_report(args.folder))
     return 0
 
 

@@ -59,8 +59,9 @@ class GenerationResult:
 
     def __repr__(self) -> str:
         p = self.params
+        size = f"{p.width}x{p.height}" if p.width and p.height else "native size"
         return (
-            f"<GenerationResult {len(self.images)} image(s), seeds={self.seeds}, {p.width}x{p.height}, "
+            f"<GenerationResult {len(self.images)} image(s), seeds={self.seeds}, {size}, "
             f"{p.num_inference_steps} steps, CFG {p.guidance_scale:g}, model={self.model!r}, backend={self.backend!r}>"
         )
 

@@ -1,4 +1,5 @@
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -87,3 +88,91 @@ def test_help_explains_itself(cmd, capsys):
 def test_info_on_missing_file(capsys):
     assert main(["info", "/nonexistent/x.png"]) == 2
     assert "image='/nonexistent/x.png'" in capsys.readouterr().err
+
+
+def test_info_reads_other_tools_metadata(tmp_path, capsys):
+    import json
+
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text("invokeai_metadata", json.dumps({"positive_prompt": "a cat", "seed": 42, "steps": 30}))
+    Image.new("RGB", (8, 8)).save(tmp_path / "i.png", pnginfo=info)
+    assert main(["info", str(tmp_path / "i.png")]) == 0
+    out = capsys.readouterr().out
+    assert "read from invokeai metadata" in out and "prompt: a cat" in out and "seed: 42" in out
+    assert main(["info", "--json", str(tmp_path / "i.png")]) == 0
+    assert json.loads(capsys.readouterr().out)["seed"] == 42
+
+
+def test_sweep_prints_the_count_first_and_the_grid_last_and_reruns_from_cache(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    args = ["sweep", "a red circle", "--x", "cfg=1,7", "--y", "steps=1-2", "--seed", "1", "--out", str(out)]
+    assert main([*args, "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.splitlines()[0].startswith("sweep: 4 image(s) (2 x 2, 1 per cell)")
+    assert captured.out.splitlines() == [str(out / "grid.png")]
+    assert (out / "manifest.json").is_file()
+    assert len(list((out / "images").glob("*.png"))) == 4
+    assert main([*args, "--no-progress"]) == 0
+    assert "0 generated, 4 cached, 0 failed" in capsys.readouterr().err
+
+
+def test_sweep_matrix_prompt_takes_the_first_free_axis(tmp_path, capsys):
+    from sdkit.cli import _build_parser, _sweep_from_args
+
+    args = _build_parser().parse_args(["sweep", "a cat|in snow|at night", "--matrix", "--x", "cfg=1,2", "--seeds", "2"])
+    sweep = _sweep_from_args(args)
+    assert sweep.y.values[-1] == "a cat, in snow, at night"
+    assert sweep.count() == 2 * 4 * 2
+
+
+@pytest.mark.parametrize(
+    ("axis", "field"),
+    [
+        ("cfg=1,x", "x axis guidance_scale"),
+        ("steps=5-20 (5)", "x axis num_inference_steps"),
+        ("nope=1", "x axis='nope'"),
+    ],
+)
+def test_sweep_bad_axis_exits_2_naming_it(tmp_path, capsys, axis, field):
+    assert main(["sweep", "a cat", "--x", axis, "--out", str(tmp_path)]) == 2
+    assert f"sdkit: error: {field}" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+def test_sweep_help_documents_the_axis_syntax(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sweep", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    for flag in (
+        "--x",
+        "--y",
+        "--z",
+        "--seeds",
+        "--matrix",
+        "--dynamic",
+        "--backend",
+        "--out",
+        "5-20 (+5)",
+        "1-10 [5]",
+    ):
+        assert flag in out
+
+
+def test_sweep_through_an_api_backend(tmp_path, capsys, monkeypatch):
+    from sdkit import FakeRelay
+
+    for name in ("SDKIT_BASE_URL", "SDKIT_API_KEY", "OPENAI_BASE_URL", "OPENAI_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    with FakeRelay() as relay:
+        args = ["sweep", "a cat", "--x", "seed=1,2", "--y", "prompt_sr=cat,dog", "--backend", "images"]
+        code = main([*args, "--base-url", relay.url, "--sd-extras", "--out", str(tmp_path), "--no-progress"])
+        assert len(relay.api_requests) == 4
+    assert code == 0
+    assert capsys.readouterr().out.splitlines() == [str(tmp_path / "grid.png")]
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["backend"]["name"] == "images"
+    assert [c["status"] for c in manifest["cells"]] == ["generated"] * 4

@@ -103,39 +103,134 @@ sdkit info outputs/00000-1.png
     ]
 
 
-def prompt_lab():
-    name = "03_prompt_lab.ipynb"
+def api():
+    name = "01_api.ipynb"
     return name, [
         md(f"""
-# Prompt lab
+# Talking to a Stable Diffusion API
 
 {colab_badge(name)}
 
-An interactive panel for prompt experiments: type a prompt, pick a seed (locked, or drawn anew on each
-click), steps, guidance, size, scheduler, backend and model, then **Generate**. Every image goes into the
-history strip; clicking an entry puts its settings back. The *Code* box always holds the Python call that
-makes the image shown, ready to paste.
+sdkit speaks the OpenAI-style relays: `POST /v1/chat/completions` with the prompt as the user message, and
+`POST /v1/images/generations`. Here the API is `sdkit.FakeRelay`, a small server on 127.0.0.1 that answers like
+a real relay (a flat-colour image per prompt), so this notebook runs offline. For a real relay set
+`SDKIT_BASE_URL` and `SDKIT_API_KEY` (in Colab: the 🔑 secrets panel) and leave the arguments out.
 """),
         code(SETUP),
         code("""
 import sdkit
-from sdkit.widgets import PromptLab
 
-backend = sdkit.LocalBackend(progress=False)
-lab = PromptLab(backend, models=["tiny", "tiny-sdxl"])
-lab"""),
+relay = sdkit.FakeRelay(shape="progress-links").start()  # replies with progress text, previews, then the final link
+client = sdkit.Client(relay.url, api_key="sk-demo-not-a-real-key")
+client.has_key, sdkit.Secret("sk-demo-not-a-real-key")  # the key never shows: its repr is masked"""),
+        md("A request is a frozen, validated value; its body is exactly what the relay page shows:"),
+        code("""
+request = sdkit.ChatRequest.from_prompt("a lighthouse at dusk, oil painting")
+print(request.to_json())
+print(sdkit.export_request(request, "curl"))  # also "python" and "js"; the key stays $SDKIT_API_KEY"""),
         md("""
-The panel's buttons call plain methods, so the same steps can be scripted, here and in tests:
-`lab.generate()` does what the button does, `lab.restore(i)` what a history entry does.
+Send it. The client finds the image wherever the relay put it (here: the final download link after progress
+text and preview links), fetches the URL at once (such links expire) and checks the bytes are an image:
 """),
         code("""
-import hashlib
+reply = client.chat(request)
+print(reply.reply.content)
+image = reply.images[0]
+print(image.shape, image.mime, image.to_pil().size)"""),
+        md("""
+As a backend, the API is interchangeable with `LocalBackend`: the same `GenerationParams` in, the same
+`GenerationResult` out, so sweeps and grids never ask which one they hold. Requests run concurrently
+(`max_concurrency`). A remote seed is known only when sent as an SD extra (`sd_extras=True`).
+"""),
+        code("""
+backend = sdkit.RemoteBackend("chat", relay.url, api_key="sk-demo-not-a-real-key", sd_extras=True)
+result = backend.generate(sdkit.GenerationParams("a lighthouse at dusk", seed=10, num_images=4))
+print(result.seeds, result.model, result.backend)
+result"""),
+        md("""
+Relays fail in the usual ways. 429/5xx and dropped connections are retried with backoff, honouring
+`Retry-After`; other statuses become typed errors carrying the status, the request id and the server's message:
+"""),
+        code("""
+relay.script(sdkit.FakeReply.error(429, "slow down", retry_after=0.2), sdkit.FakeReply.dropped())
+print("attempts:", client.chat("a lighthouse").attempts)
 
-lab.prompt.value = "a red circle on a blue background"
-lab.seed.value, lab.steps.value = 7, 20
-result = lab.generate()
-print(lab.status.value.split(" · ")[0], hashlib.sha256(result.images[0].tobytes()).hexdigest()[:16])
-print(lab.code.value)"""),
+relay.script(sdkit.FakeReply.error(401, "Incorrect API key provided: sk-demo-not-a-real-key"))
+try:
+    client.chat("a lighthouse")
+except sdkit.AuthenticationError as err:
+    print(type(err).__name__, err.status_code, err.request_id, "-", err.message)  # the echoed key is scrubbed"""),
+        code("""
+relay.stop()"""),
+    ]
+
+
+NOTEBOOKS = [quickstart, api]
+
+
+def sweeps():
+    name = "05_sweeps.ipynb"
+    return name, [
+        md(f"""
+# Sweeps and labelled grids
+
+{colab_badge(name)}
+
+Sweep generation parameters over X/Y/Z axes in A1111's syntax, see how many images that makes before
+running, and look at the labelled grid. Uses the embedded `tiny` model: a few seconds on a CPU.
+"""),
+        code(SETUP),
+        code("""
+import sdkit
+
+print(sdkit.parse_axis("guidance_scale=1,4,7.5").values)
+print(sdkit.parse_axis("num_inference_steps=5-20 (+5)").values)
+print(sdkit.parse_axis("num_inference_steps=1-10 [5]").values)  # int() of an even spread: truncated
+print(sdkit.parse_axis('prompt_sr=circle,"square, tilted",star').values)  # one CSV row, quotes as in A1111"""),
+        md("A sweep is a base `GenerationParams`, up to three axes and seeds per cell. It counts its images first:"),
+        code("""
+base = sdkit.GenerationParams("a red circle on a blue background", seed=1, model="tiny")
+sweep = sdkit.Sweep(base, x="guidance_scale=1,7.5", y="num_inference_steps=2-6 (+4)", seeds=2)
+sweep.count()"""),
+        md("""
+Running it writes each image as it is made (with its parameters inside) and a grid; cells that share
+size, steps, guidance and scheduler are batched into one pipeline call. Each seed of a cell sits side by side:
+"""),
+        code("""
+# NBVAL_IGNORE_OUTPUT
+import tempfile
+
+from IPython.display import Image
+
+out = tempfile.mkdtemp()
+backend = sdkit.LocalBackend(progress=False)
+result = sweep.run(backend, out, progress=False)  # result.grids() gives the same pages as PIL images
+Image(filename=result.grid_paths[0])"""),
+        md("Running it again makes nothing: every image comes from the folder's cache."),
+        code("""
+again = sweep.run(backend, out, progress=False)
+print(again.count("generated"), "generated,", again.count("cached"), "cached")
+print([p.name for p in again.grid_paths])"""),
+        md("""
+Prompt S/R replaces its first value in the prompt and the negative prompt; a prompt matrix sweeps every
+subset of `|`-separated parts. Here as a matplotlib figure:
+"""),
+        code("""
+matrix = sdkit.prompt_axis("a red circle|glowing", "matrix")
+print(matrix.values)
+study = sdkit.Sweep(base.replace(num_inference_steps=4), x=matrix, y="prompt_sr=red,green")
+study.count()"""),
+        code("""
+# NBVAL_IGNORE_OUTPUT
+%matplotlib inline
+sdkit.run_sweep(study, backend, progress=False).figure(tile_inches=1.2)"""),
+        md("""
+The same from a terminal (the count goes to stderr first, the grid path to stdout last):
+
+```bash
+sdkit sweep "a red circle" --x "guidance_scale=1,4,7.5" --y "num_inference_steps=5-20 (+5)" --seeds 2 --out runs/sweep
+```
+"""),
     ]
 
 
@@ -245,7 +340,46 @@ backend.generate(sdkit.GenerationParams("a lighthouse at dusk", model="stability
     ]
 
 
-NOTEBOOKS = [quickstart, local_pipeline, prompt_lab]
+NOTEBOOKS.append(sweeps)
+
+
+def prompt_lab():
+    name = "03_prompt_lab.ipynb"
+    return name, [
+        md(f"""
+# Prompt lab
+
+{colab_badge(name)}
+
+An interactive panel for prompt experiments: type a prompt, pick a seed (locked, or drawn anew on each
+click), steps, guidance, size, scheduler, backend and model, then **Generate**. Every image goes into the
+history strip; clicking an entry puts its settings back. The *Code* box always holds the Python call that
+makes the image shown, ready to paste.
+"""),
+        code(SETUP),
+        code("""
+import sdkit
+from sdkit.widgets import PromptLab
+
+backend = sdkit.LocalBackend(progress=False)
+lab = PromptLab(backend, models=["tiny", "tiny-sdxl"])
+lab"""),
+        md("""
+The panel's buttons call plain methods, so the same steps can be scripted, here and in tests:
+`lab.generate()` does what the button does, `lab.restore(i)` what a history entry does.
+"""),
+        code("""
+import hashlib
+
+lab.prompt.value = "a red circle on a blue background"
+lab.seed.value, lab.steps.value = 7, 20
+result = lab.generate()
+print(lab.status.value.split(" · ")[0], hashlib.sha256(result.images[0].tobytes()).hexdigest()[:16])
+print(lab.code.value)"""),
+    ]
+
+
+NOTEBOOKS = [quickstart, api, local_pipeline, prompt_lab, sweeps]
 
 
 def build(prefix: str = "") -> None:

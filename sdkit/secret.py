@@ -1,0 +1,71 @@
+"""API keys that cannot leak by accident: a wrapper whose repr and str are masked, and a scrubber."""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["MASK", "MIN_SCRUB_LENGTH", "Secret", "scrub"]
+
+MASK = "********"
+#: Shorter values are not searched for (see :func:`scrub`).
+MIN_SCRUB_LENGTH = 8
+
+_BEARER = re.compile(r"(Bearer\s+)[^\s'\"]+", re.IGNORECASE)
+
+
+class Secret:
+    """A secret string. ``str()``, ``repr()`` and f-strings show ``********``; ``reveal()`` gives the value.
+
+    Equality compares values; hashing is not offered (a secret is not a dict key).
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str | Secret) -> None:
+        if isinstance(value, Secret):
+            value = value.reveal()
+        if not isinstance(value, str):
+            raise TypeError(f"a secret must be a string, not {type(value).__name__}")
+        object.__setattr__(self, "_value", value)
+
+    def reveal(self) -> str:
+        """The value itself: only for the Authorization header or an explicit ``include_key``."""
+        return self._value
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("Secret is immutable")
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Secret):
+            return self._value == other._value
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Secret({MASK!r})"
+
+    def __str__(self) -> str:
+        return MASK
+
+    def __format__(self, spec: str) -> str:
+        return MASK
+
+    def __reduce__(self):  # a secret is not pickled with its value
+        raise TypeError("a Secret cannot be pickled")
+
+
+def scrub(text: str, *secrets: Secret | str | None) -> str:
+    """``text`` with every given secret and every ``Bearer <token>`` replaced by ``********``.
+
+    Values shorter than :data:`MIN_SCRUB_LENGTH` are placeholders, not keys (vLLM's ``EMPTY``,
+    ``test``): replacing them would mangle replies (base64 images, ids), so they are left alone.
+    """
+    for secret in secrets:
+        value = secret.reveal() if isinstance(secret, Secret) else secret
+        if value and len(value) >= MIN_SCRUB_LENGTH:
+            text = text.replace(value, MASK)
+    return _BEARER.sub(lambda m: m.group(1) + MASK, text)

@@ -1,0 +1,565 @@
+"""Reproducible prompt studies: a spec → a run folder → a verification.
+
+A run folder holds everything needed to check the work later, and is valid at every moment
+(every file is written atomically; ``manifest.jsonl`` is rewritten whole after each pipeline call)::
+
+    spec.yaml          the resolved spec
+    environment.json   python, platform, CPU, torch threads, library versions
+    manifest.jsonl     a line per image: cell, labels, parameters, seed, batching, scheduler class and
+                       config, model and weights hash, device, dtype, threads, versions, sha256, elapsed
+    failures.json      cells that made no image, with their errors (tried again on the next run)
+    images/NNNNN.png   one PNG per cell (A1111 infotext + sdkit record)
+    replies/NNNNN.json remote studies: the raw replies, as received (key scrubbed)
+    grid.png           labelled grid(s) (grid-z0.png … with a Z axis)
+    report.html        after ``sdkit study report``
+
+Running again resumes: cells already in the manifest with their file intact are kept, the rest are
+made, so no image is lost or made twice. :func:`verify_study` re-makes every local image the way it
+was made (same batches, same thread count) and compares bytes, then pixels.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .environment import capture_environment, environment_diff
+from .errors import SdkitError, ValidationError
+from .pngfile import atomic_write_bytes, png_bytes
+from .studyspec import StudySpec, parse_study_spec
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
+    from .backend import Backend
+    from .sweep import Cell, Sweep
+
+__all__ = ["ImageCheck", "StudyRun", "Verification", "load_manifest", "run_study", "verify_study", "write_report"]
+
+SPEC = "spec.yaml"
+ENVIRONMENT = "environment.json"
+MANIFEST = "manifest.jsonl"
+FAILURES = "failures.json"
+IMAGES = "images"
+REPLIES = "replies"
+REPORT = "report.html"
+#: Environment keys that change pixels: a resumed run in another environment is refused.
+PIXEL_KEYS = ("libraries.torch", "libraries.diffusers", "libraries.transformers", "torch_threads", "machine")
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _pixels_sha256(image: Image) -> str:
+    return _sha256(image.mode.encode() + repr(image.size).encode() + image.tobytes())
+
+
+def _write_json(path: Path, data: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(data, indent=1, ensure_ascii=False, sort_keys=True) + "\n").encode())
+
+
+@dataclass(frozen=True)
+class StudyRun:
+    """What one ``run`` did: images made now, kept from before, failed; where the grids are."""
+
+    folder: Path
+    made: int
+    kept: int
+    failed: int
+    total: int
+    grid_paths: tuple[Path, ...] = ()
+    elapsed_s: float = 0.0
+
+    @property
+    def complete(self) -> bool:
+        return self.made + self.kept == self.total
+
+
+@dataclass(frozen=True)
+class ImageCheck:
+    """The verdict on one image. ``status``: ``identical`` (PNG bytes equal), ``pixels-identical``
+    (pixels equal, metadata differs), ``different`` (``max_diff`` = largest pixel difference),
+    ``missing``, ``tampered`` (the file is not what the manifest recorded), ``archived`` (a remote
+    image: file and reply archive intact, it cannot be regenerated) or ``archive-tampered``."""
+
+    cell: int
+    file: str
+    status: str
+    max_diff: int | None = None
+    note: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("identical", "pixels-identical", "archived")
+
+
+@dataclass(frozen=True)
+class Verification:
+    folder: Path
+    checks: tuple[ImageCheck, ...]
+    environment_diff: tuple[tuple[str, Any, Any], ...] = ()
+    problems: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems and all(c.ok for c in self.checks)
+
+    def summary(self) -> str:
+        counts: dict[str, int] = {}
+        for c in self.checks:
+            counts[c.status] = counts.get(c.status, 0) + 1
+        lines = [
+            f"{self.folder}: {'OK' if self.ok else 'FAILED'} - "
+            + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        ]
+        lines += [f"  problem: {p}" for p in self.problems]
+        for c in self.checks:
+            if not c.ok:
+                diff = f" (largest pixel difference {c.max_diff})" if c.max_diff is not None else ""
+                lines.append(f"  {c.file}: {c.status}{diff}{' - ' + c.note if c.note else ''}")
+        if self.environment_diff and not all(c.status == "identical" for c in self.checks):
+            lines.append("  environment differences (recorded → now):")
+            lines += [f"    {k}: {a!r} → {b!r}" for k, a, b in self.environment_diff]
+        return "\n".join(lines)
+
+
+# --- the spec as a sweep -------------------------------------------------------------------------
+
+
+def study_sweep(spec: StudySpec) -> Sweep:
+    """The study's cells: the spec's axes over its base parameters, every cell with every seed."""
+    from .sweep import Sweep
+
+    return Sweep(spec.params.replace(seed=spec.seeds[0]), **dict(spec.axes), seeds=tuple(spec.seeds))
+
+
+def _load_spec(spec: StudySpec | str | Path | Mapping[str, Any]) -> StudySpec:
+    if isinstance(spec, StudySpec):
+        return spec
+    if isinstance(spec, Path) or (isinstance(spec, str) and "\n" not in spec and spec.endswith((".yaml", ".yml"))):
+        path = Path(spec)
+        if not path.is_file():
+            raise ValidationError("spec", str(spec), "no such file")
+        return parse_study_spec(path.read_text())
+    return parse_study_spec(spec)
+
+
+def make_backend(spec: StudySpec, *, max_batch: int | None = None) -> Backend:
+    """The backend a spec names (the API key, for remote ones, comes from the environment)."""
+    if spec.backend == "local":
+        from .local import LocalBackend
+
+        return LocalBackend(progress=False, **({"max_batch": max_batch} if max_batch else {}))
+    from .remote import RemoteBackend
+
+    return RemoteBackend(spec.backend, spec.base_url, sd_extras=spec.sd_extras)
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def load_manifest(folder: str | Path) -> list[dict[str, Any]]:
+    """The manifest's entries (a torn last line, from a killed process, is dropped)."""
+    path = Path(folder) / MANIFEST
+    if not path.exists():
+        return []
+    entries = []
+    for line in path.read_text().splitlines():
+        try:
+            entries.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return entries
+
+
+def _write_manifest(folder: Path, entries: Mapping[int, dict[str, Any]]) -> None:
+    text = "".join(json.dumps(entries[k], sort_keys=True, ensure_ascii=False) + "\n" for k in sorted(entries))
+    atomic_write_bytes(folder / MANIFEST, text.encode())
+
+
+def _labels(sweep: Sweep, cell: Cell) -> dict[str, str]:
+    return {name: sweep.labels(name)[getattr(cell, name)] for name in sweep.axes}
+
+
+# --- run ---------------------------------------------------------------------------------------
+
+
+def run_study(
+    spec: StudySpec | str | Path | Mapping[str, Any],
+    out: str | Path | None = None,
+    *,
+    backend: Backend | None = None,
+    progress: bool = True,
+    on_image: Callable[[int, int], None] | None = None,
+) -> StudyRun:
+    """Run (or resume) a study into ``out`` (default ``runs/NAME``).
+
+    ``on_image(done, total)`` is called after each image. An interrupt (Ctrl-C) leaves a valid folder;
+    running again makes only what is missing.
+    """
+    import yaml
+    from tqdm.auto import tqdm
+
+    start = time.perf_counter()
+    spec = _load_spec(spec)
+    folder = Path(out) if out is not None else Path("runs") / spec.name
+    sweep = study_sweep(spec)
+    cells = sweep.cells()
+    resolved = spec.to_dict()
+    spec_path = folder / SPEC
+    if spec_path.exists():
+        recorded = yaml.safe_load(spec_path.read_text())
+        if recorded != resolved:
+            raise ValidationError("out", str(folder), "holds a run of a different spec; use another folder")
+    (folder / IMAGES).mkdir(parents=True, exist_ok=True)
+    if spec.backend != "local":
+        (folder / REPLIES).mkdir(exist_ok=True)
+
+    if spec.backend == "local":
+        _set_threads(spec.threads)
+    backend = backend or make_backend(spec)
+    environment = capture_environment(with_torch=spec.backend == "local")
+    env_path = folder / ENVIRONMENT
+    if env_path.exists():
+        recorded_env = json.loads(env_path.read_text())
+        changed = [d for d in environment_diff(recorded_env, environment) if d[0] in PIXEL_KEYS]
+        if changed:
+            what = ", ".join(f"{k} {a!r} → {b!r}" for k, a, b in changed)
+            raise ValidationError(
+                "out",
+                str(folder),
+                f"was started in another environment ({what}); resume it where it started, or use another folder",
+            )
+    else:
+        _write_json(env_path, environment)
+    atomic_write_bytes(spec_path, yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True).encode())
+
+    entries: dict[int, dict[str, Any]] = {}
+    for entry in load_manifest(folder):
+        path = folder / entry.get("file", "")
+        if (
+            isinstance(entry.get("cell"), int)
+            and path.is_file()
+            and _sha256(path.read_bytes()) == entry.get("png_sha256")
+        ):
+            entries[entry["cell"]] = entry
+    kept = len(entries)
+    failures: dict[int, str] = {}
+    pending = [c for c in cells if c.index not in entries]
+    lock = threading.Lock()
+    bar = tqdm(total=len(cells), initial=kept, disable=not progress, unit="image", desc=spec.name)
+
+    def record(cell: Cell, outcome: Any, batch: dict[str, Any], elapsed: float) -> None:
+        with lock:
+            if isinstance(outcome, Exception):
+                failures[cell.index] = f"{type(outcome).__name__}: {outcome}"
+            elif not outcome.images:
+                failures[cell.index] = "ReplyError: the backend returned no image"
+            else:
+                failures.pop(cell.index, None)
+                entries[cell.index] = _save_image(folder, sweep, cell, outcome, batch, elapsed, spec)
+            bar.update(1)
+            if on_image is not None:
+                on_image(len(entries), len(cells))
+
+    try:
+        if spec.backend == "local":
+            from .local import plan_batches
+
+            max_batch = getattr(backend, "max_batch", 1) if spec.batch else 1
+            plan = plan_batches([c.params for c in pending], max_batch)
+            for members in plan:
+                batch_cells = [pending[i] for i in members]
+                results = backend.generate_many([c.params for c in batch_cells], return_errors=True)
+                batch = {"id": f"b{batch_cells[0].index:05d}", "cells": [c.index for c in batch_cells]}
+                for position, (cell, outcome) in enumerate(zip(batch_cells, results, strict=True)):
+                    elapsed = 0.0 if isinstance(outcome, Exception) else outcome.timings.generate_s
+                    record(cell, outcome, {**batch, "position": position, "size": len(batch_cells)}, elapsed)
+                _write_manifest(folder, entries)
+        else:
+            t0 = time.perf_counter()
+
+            def on_result(i: int, outcome: Any) -> None:
+                record(
+                    pending[i],
+                    outcome,
+                    {"id": None, "cells": [pending[i].index], "position": 0, "size": 1},
+                    time.perf_counter() - t0,
+                )
+                with lock:
+                    _write_manifest(folder, entries)
+
+            backend.generate_many([c.params for c in pending], on_result=on_result, return_errors=True)
+    finally:
+        bar.close()
+        with lock:
+            _write_manifest(folder, entries)
+            _write_json(folder / FAILURES, [{"cell": k, "error": v} for k, v in sorted(failures.items())])
+    grid_paths = tuple(_save_grids(folder, sweep, cells, entries, failures))
+    return StudyRun(
+        folder,
+        made=len(entries) - kept,
+        kept=kept,
+        failed=len(failures),
+        total=len(cells),
+        grid_paths=grid_paths,
+        elapsed_s=time.perf_counter() - start,
+    )
+
+
+def _save_image(
+    folder: Path, sweep: Sweep, cell: Cell, result: Any, batch: dict[str, Any], elapsed: float, spec: StudySpec
+) -> dict[str, Any]:
+    image = result.images[0]
+    record = {**result.record(0), "cell": cell.index, "batch": batch}
+    data = png_bytes(image, record)
+    name = f"{IMAGES}/{cell.index:05d}.png"
+    atomic_write_bytes(folder / name, data)
+    details = dict(result.details)
+    entry: dict[str, Any] = {
+        "cell": cell.index,
+        "x": cell.x,
+        "y": cell.y,
+        "z": cell.z,
+        "seed_index": cell.seed_index,
+        "labels": _labels(sweep, cell),
+        "file": name,
+        "params": result.params.to_dict(),
+        "seed": result.seeds[0],
+        "backend": result.backend,
+        "model": result.model,
+        "batch": batch,
+        "png_sha256": _sha256(data),
+        "pixels_sha256": _pixels_sha256(image),
+        "elapsed_s": round(elapsed, 4),
+        "regenerable": result.backend == "local",
+        **{k: v for k, v in details.items() if k not in ("raw_reply", "batch_size", "batch_offset")},
+    }
+    raw = details.get("raw_reply")
+    if raw:
+        replies = [raw] if isinstance(raw, str) else list(raw)
+        files = []
+        for j, text in enumerate(replies):
+            reply_name = f"{REPLIES}/{cell.index:05d}-{j}.json"
+            blob = text.encode() if isinstance(text, str) else bytes(text)
+            atomic_write_bytes(folder / reply_name, blob)
+            files.append({"file": reply_name, "sha256": _sha256(blob)})
+        entry["replies"] = files
+    return entry
+
+
+def _save_grids(
+    folder: Path,
+    sweep: Sweep,
+    cells: list[Cell],
+    entries: Mapping[int, dict[str, Any]],
+    failures: Mapping[int, str],
+    *,
+    source: Path | None = None,
+) -> list[Path]:
+    """Labelled grids of the images in ``source`` (default ``folder``), written into ``folder``."""
+    from PIL import Image
+
+    from .runner import CellResult, SweepResult, save_grids
+
+    source = source or folder
+    outcomes = []
+    for cell in cells:
+        if cell.index in entries:
+            with Image.open(source / entries[cell.index]["file"]) as im:
+                outcomes.append(CellResult(cell, "", "generated", image=im.convert("RGB")))
+        else:
+            error = failures.get(cell.index, "not made yet")
+            outcomes.append(CellResult(cell, "", "failed", error=error))
+    return save_grids(SweepResult(sweep=sweep, cells=tuple(outcomes), backend={}), folder)
+
+
+# --- verify ------------------------------------------------------------------------------------
+
+
+def verify_study(folder: str | Path, *, backend: Backend | None = None, progress: bool = True) -> Verification:
+    """Check a run folder: every file against the manifest, then every local image made again the way
+    it was made (same batches, same thread count) and compared, bytes first, then pixels."""
+    from PIL import Image
+
+    folder = Path(folder)
+    problems: list[str] = []
+    for name in (SPEC, ENVIRONMENT, MANIFEST):
+        if not (folder / name).is_file():
+            problems.append(f"{name} is missing")
+    if problems:
+        return Verification(folder, (), (), tuple(problems))
+    spec = parse_study_spec((folder / SPEC).read_text())
+    entries = load_manifest(folder)
+    recorded_env = json.loads((folder / ENVIRONMENT).read_text())
+    expected = study_sweep(spec).count()
+    if len(entries) != expected:
+        problems.append(f"the manifest lists {len(entries)} image(s), the spec makes {expected}")
+    if len({e.get("cell") for e in entries}) != len(entries):
+        problems.append("the manifest lists a cell twice")
+
+    checks: dict[int, ImageCheck] = {}
+    intact: list[dict[str, Any]] = []
+    for e in entries:
+        path = folder / e["file"]
+        if not path.is_file():
+            checks[e["cell"]] = ImageCheck(e["cell"], e["file"], "missing")
+        elif _sha256(path.read_bytes()) != e["png_sha256"]:
+            checks[e["cell"]] = ImageCheck(e["cell"], e["file"], "tampered", note="sha256 differs from the manifest")
+        else:
+            intact.append(e)
+
+    problems += _check_grids(folder, spec, entries)
+    if spec.backend != "local":
+        for e in intact:
+            checks[e["cell"]] = _check_archive(folder, e, spec.backend)
+        return Verification(folder, tuple(checks[k] for k in sorted(checks)), (), tuple(problems))
+
+    _set_threads(recorded_env.get("torch_threads"))
+    env_now = capture_environment()
+    from .params import GenerationParams
+
+    batches: dict[str, list[dict[str, Any]]] = {}
+    for e in intact:
+        batches.setdefault(e["batch"]["id"], []).append(e)
+    largest = max((e["batch"]["size"] for e in intact), default=1)
+    backend = backend or make_backend(spec, max_batch=largest)
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(intact), disable=not progress, unit="image", desc=f"verify {spec.name}")
+    try:
+        for _, members in sorted(batches.items()):
+            members.sort(key=lambda m: m["batch"]["position"])
+            full = members[0]["batch"]["cells"]
+            by_cell = {e["cell"]: e for e in entries}
+            replay = [by_cell[c] for c in full if c in by_cell]  # the whole recorded batch, in order
+            params = [GenerationParams.from_dict(r["params"]) for r in replay]
+            results = backend.generate_many(params, return_errors=True)
+            for r, outcome in zip(replay, results, strict=True):
+                if r not in members:
+                    continue
+                checks[r["cell"]] = _compare(folder, r, outcome, Image)
+                bar.update(1)
+    finally:
+        bar.close()
+    diff = tuple(d for d in environment_diff(recorded_env, env_now))
+    return Verification(folder, tuple(checks[k] for k in sorted(checks)), diff, tuple(problems))
+
+
+def _compare(folder: Path, entry: dict[str, Any], outcome: Any, image_module: Any) -> ImageCheck:
+    import numpy as np
+
+    cell, name = entry["cell"], entry["file"]
+    if isinstance(outcome, Exception):
+        return ImageCheck(cell, name, "different", note=f"could not be made again: {outcome}")
+    with image_module.open(folder / name) as im:
+        stored_record = json.loads(im.info.get("sdkit", "{}"))
+        stored = np.asarray(im.convert("RGB"), dtype=np.int16)
+    fresh_image = outcome.images[0]
+    record = {**outcome.record(0), "cell": cell, "batch": stored_record.get("batch")}
+    if _sha256(png_bytes(fresh_image, record)) == entry["png_sha256"]:
+        return ImageCheck(cell, name, "identical", 0)
+    fresh = np.asarray(fresh_image.convert("RGB"), dtype=np.int16)
+    if fresh.shape != stored.shape:
+        return ImageCheck(cell, name, "different", note=f"size {fresh.shape[1]}x{fresh.shape[0]}")
+    max_diff = int(np.abs(fresh - stored).max())
+    if max_diff == 0:
+        return ImageCheck(cell, name, "pixels-identical", 0, note="the metadata differs")
+    return ImageCheck(cell, name, "different", max_diff)
+
+
+def _check_archive(folder: Path, entry: dict[str, Any], backend_name: str) -> ImageCheck:
+    """A remote image: its reply files intact, and where the reply carries the image itself
+    (base64, data URI), the image in it equal to the PNG's pixels."""
+    import io
+
+    from PIL import Image
+
+    from .reply import find_images, parse_chat_reply, parse_images_response
+
+    cell, name = entry["cell"], entry["file"]
+    images: list[bytes] = []
+    for reply in entry.get("replies", []):
+        path = folder / reply["file"]
+        if not path.is_file():
+            return ImageCheck(cell, name, "archive-tampered", note=f"{reply['file']} is missing")
+        raw = path.read_bytes()
+        if _sha256(raw) != reply["sha256"]:
+            return ImageCheck(cell, name, "archive-tampered", note=f"{reply['file']} differs from the manifest")
+        try:
+            parsed = parse_images_response(raw) if backend_name == "images" else parse_chat_reply(raw)
+            images += [ref.data for ref in find_images(parsed) if ref.data is not None]
+        except SdkitError as exc:
+            return ImageCheck(cell, name, "archive-tampered", note=f"{reply['file']} no longer parses: {exc}")
+    note = "a remote image cannot be regenerated; file and reply archive intact"
+    if images:
+        with Image.open(io.BytesIO(images[0])) as a, Image.open(folder / name) as b:
+            if a.convert("RGB").tobytes() != b.convert("RGB").tobytes():
+                return ImageCheck(cell, name, "archive-tampered", note="the image in the reply differs from the PNG")
+        note += "; the reply's image equals the PNG"
+    else:
+        note += "; the reply only linked the image (URLs expire), the PNG is the copy"
+    return ImageCheck(cell, name, "archived", note=note)
+
+
+def _check_grids(folder: Path, spec: StudySpec, entries: list[dict[str, Any]]) -> list[str]:
+    """Grids rebuilt offline from the stored images must equal the stored grid files."""
+    import io
+    import tempfile
+
+    from PIL import Image
+
+    sweep = study_sweep(spec)
+    cells = sweep.cells()
+    by_cell = {e["cell"]: e for e in entries if (folder / e["file"]).is_file()}
+    failures = json.loads((folder / FAILURES).read_text()) if (folder / FAILURES).exists() else []
+    with tempfile.TemporaryDirectory() as tmp:
+        rebuilt = _save_grids(
+            Path(tmp), sweep, cells, by_cell, {f["cell"]: f["error"] for f in failures}, source=folder
+        )
+        problems = []
+        for path in rebuilt:
+            stored = folder / path.name
+            if not stored.is_file():
+                problems.append(f"{path.name} is missing")
+                continue
+            with Image.open(stored) as a, Image.open(io.BytesIO(path.read_bytes())) as b:
+                if a.size != b.size or a.convert("RGB").tobytes() != b.convert("RGB").tobytes():
+                    problems.append(f"{path.name} does not match the images it is made of")
+    return problems
+
+
+# --- report ------------------------------------------------------------------------------------
+
+
+def write_report(folder: str | Path) -> Path:
+    """Write ``report.html`` into a run folder: one self-contained page."""
+    import yaml
+
+    from .report import render_report
+
+    folder = Path(folder)
+    if not (folder / MANIFEST).is_file():
+        raise ValidationError("folder", str(folder), "is not a study run folder (no manifest.jsonl)")
+    spec = yaml.safe_load((folder / SPEC).read_text()) if (folder / SPEC).exists() else {}
+    environment = json.loads((folder / ENVIRONMENT).read_text()) if (folder / ENVIRONMENT).exists() else {}
+    entries = load_manifest(folder)
+    failures = json.loads((folder / FAILURES).read_text()) if (folder / FAILURES).exists() else []
+    grids = [(p.name, p.read_bytes()) for p in sorted(folder.glob("grid*.png"))]
+    images = {e["cell"]: (folder / e["file"]).read_bytes() for e in entries if (folder / e["file"]).is_file()}
+    page = render_report(
+        spec=spec, environment=environment, entries=entries, grids=grids, images=images, failures=failures
+    )
+    atomic_write_bytes(folder / REPORT, page.encode())
+    return folder / REPORT

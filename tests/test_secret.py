@@ -1,0 +1,132 @@
+import pickle
+
+import pytest
+
+from sdkit import Secret
+from sdkit.secret import MASK, scrub
+
+KEY = "sk-planted-0123456789abcdef"
+
+
+def test_a_secret_never_shows_its_value():
+    secret = Secret(KEY)
+    for text in (repr(secret), str(secret), f"{secret}", f"{secret!r}", f"{secret}", repr([secret])):
+        assert KEY not in text
+        assert MASK in text
+    assert secret.reveal() == KEY
+    assert secret == Secret(KEY) and bool(secret) and not Secret("")
+    with pytest.raises(TypeError):
+        pickle.dumps(secret)
+    with pytest.raises(AttributeError):
+        secret._value = "x"
+
+
+def test_scrub_removes_the_key_and_any_bearer_token():
+    text = f"bad key {KEY}; header was Authorization: Bearer sk-other-token"
+    clean = scrub(text, Secret(KEY))
+    assert KEY not in clean and "sk-other-token" not in clean
+    assert clean == f"bad key {MASK}; header was Authorization: Bearer {MASK}"
+
+
+def test_short_placeholder_keys_do_not_mangle_text():
+    assert scrub("chatcmpl-fake iVBORw0KGgo", Secret("k"), "EMPTY") == "chatcmpl-fake iVBORw0KGgo"
+
+
+# --- a planted key never shows up anywhere ------------------------------------------------------
+
+import json  # noqa: E402
+import logging  # noqa: E402
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+
+from sdkit import (  # noqa: E402
+    APIError,
+    ChatRequest,
+    Client,
+    FakeRelay,
+    FakeReply,
+    GenerationParams,
+    RemoteBackend,
+    RetryPolicy,
+    export_request,
+    save_result,
+)
+
+PLANTED = "sk-planted-7f3c9a1e5b2d4086"
+
+
+def assert_clean(*texts):
+    for text in texts:
+        if isinstance(text, bytes):
+            text = text.decode("latin-1")
+        assert PLANTED not in text
+        assert PLANTED[3:] not in text
+
+
+def _files_under(folder):
+    return [p.read_bytes() for p in folder.rglob("*") if p.is_file()]
+
+
+def test_planted_key_stays_out_of_cli_stdout_stderr_and_files(tmp_path):
+    env = {**os.environ, "SDKIT_API_KEY": PLANTED, "HF_HUB_OFFLINE": "1"}
+    env.pop("OPENAI_API_KEY", None)
+    with FakeRelay(api_key=PLANTED, shape="markdown-url") as good, FakeRelay(api_key="sk-other") as bad:
+        runs = [
+            ["generate", "a cat", "--backend", "chat", "--base-url", good.url, "--out", str(tmp_path / "ok")],
+            [
+                "generate",
+                "a cat",
+                "--backend",
+                "images",
+                "--base-url",
+                good.url,
+                "--sd-extras",
+                "--out",
+                str(tmp_path / "ok2"),
+            ],
+            # the relay refuses the key and echoes it back in its error message, as real relays do
+            ["generate", "a cat", "--backend", "chat", "--base-url", bad.url, "--out", str(tmp_path / "bad")],
+            ["request", "a cat", "--python", "--base-url", good.url],
+            ["request", "a cat", "--js"],
+            ["request", "a cat"],
+        ]
+        procs = [
+            subprocess.run([sys.executable, "-m", "sdkit", *args], capture_output=True, text=True, env=env, timeout=120)
+            for args in runs
+        ]
+        assert good.api_requests[0].headers["authorization"] == f"Bearer {PLANTED}"  # it was really sent
+    assert [p.returncode for p in procs] == [0, 0, 1, 0, 0, 0]
+    assert "Incorrect API key provided" in procs[2].stderr
+    for p in procs:
+        assert_clean(p.stdout, p.stderr)
+    files = _files_under(tmp_path)
+    assert len(files) == 2
+    assert_clean(*files)
+
+
+def test_planted_key_stays_out_of_exceptions_reprs_results_and_logs(tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
+    fast = RetryPolicy(max_retries=1, initial_delay=0.01)
+    texts = []
+    with FakeRelay(api_key="sk-other") as bad, FakeRelay(api_key=PLANTED) as good:
+        client = Client(bad.url, api_key=PLANTED, retry=fast)
+        bad.script(FakeReply.error(500, f"upstream said Bearer {PLANTED}"), FakeReply.error(503, f"key {PLANTED}"))
+        for _ in range(2):  # scripted 5xx echoes, then the 401 echo
+            with pytest.raises(APIError) as info:
+                client.chat("a cat")
+            err = info.value
+            texts += [str(err), repr(err), json.dumps(err.body), str(err.message)]
+        good.script(FakeReply.chat(f"no image for you, {PLANTED}"))
+        with pytest.raises(APIError) as info:
+            Client(good.url, api_key=PLANTED).chat("a cat")
+        texts += [str(info.value), info.value.raw]
+        backend = RemoteBackend("chat", good.url, api_key=PLANTED)
+        result = backend.generate(GenerationParams("a cat", seed=1))
+        texts += [repr(client), repr(backend), repr(result), repr(backend.client._api_key)]
+        texts += [json.dumps(result.record(0)), repr(dict(result.details))]
+        save_result(result, tmp_path)
+        texts.append(export_request(ChatRequest.from_prompt("a cat"), "curl", good.url, backend.client._api_key))
+    texts += [r.getMessage() for r in caplog.records]
+    assert any("retry" in t for t in texts)  # the retries were logged
+    assert_clean(*texts, *_files_under(tmp_path))

@@ -1,0 +1,65 @@
+import pytest
+
+from sdkit import ValidationError
+from sdkit.studyspec import parse_study_spec
+
+SPEC = """
+name: cfg-vs-steps
+backend: local            # or chat / images, with base_url
+model: tiny
+params: {prompt: "a red circle", negative_prompt: "", width: 64, height: 64, scheduler: "Euler a"}
+axes:
+  x: "guidance_scale=1,4,7.5"
+  y: "num_inference_steps=5-15 (+5)"
+seeds: [1, 2]
+"""
+
+
+def test_parses_the_documented_spec():
+    spec = parse_study_spec(SPEC)
+    assert spec.name == "cfg-vs-steps"
+    assert spec.params.prompt == "a red circle"
+    assert spec.params.scheduler == "Euler a"
+    assert (spec.params.width, spec.params.model) == (64, "tiny")
+    assert spec.axes == {"x": "guidance_scale=1,4,7.5", "y": "num_inference_steps=5-15 (+5)"}
+    assert spec.seeds == (1, 2)
+    assert parse_study_spec(spec.to_dict()) == spec
+
+
+@pytest.mark.parametrize(
+    ("patch", "path"),
+    [
+        ("colour: red", "colour"),
+        ("params: {prompt: x, cfg: 7}", "params.cfg"),
+        ("params: {prompt: x, width: 65}", "params.width"),
+        ("params: {prompt: x, seed: 3}", "params.seed"),
+        ("params: {prompt: ''}", "params.prompt"),
+        ("axes: {w: 'seed=1,2'}", "axes.w"),
+        ("axes: {x: 'guidance_scale'}", "axes.x"),
+        ("axes: {y: 'seed=1,2'}", "axes"),
+        ("seeds: [1, -2]", "seeds[1]"),
+        ("seeds: [1, 1]", "seeds"),
+        ("seeds: []", "seeds"),
+        ("backend: midjourney", "backend"),
+        ("backend: chat", "base_url"),
+        ("base_url: http://127.0.0.1:1", "base_url"),
+        ("name: 'a/b'", "name"),
+        ("model: ''", "model"),
+        ("threads: 0", "threads"),
+        ("batch: maybe", "batch"),
+    ],
+)
+def test_bad_keys_and_values_are_refused_with_their_path(patch, path):
+    base = {"name": "s", "params": {"prompt": "x"}}
+    import yaml
+
+    base.update(yaml.safe_load(patch))
+    with pytest.raises(ValidationError) as info:
+        parse_study_spec(base)
+    assert info.value.field == path
+    assert path in str(info.value)
+
+
+def test_invalid_yaml():
+    with pytest.raises(ValidationError, match="not valid YAML"):
+        parse_study_spec("name: [unclosed")
