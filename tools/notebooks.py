@@ -165,9 +165,6 @@ relay.stop()"""),
     ]
 
 
-NOTEBOOKS = [quickstart, api]
-
-
 def sweeps():
     name = "05_sweeps.ipynb"
     return name, [
@@ -338,9 +335,6 @@ backend.generate(sdkit.GenerationParams("a lighthouse at dusk", model="stability
 ```
 """),
     ]
-
-
-NOTEBOOKS.append(sweeps)
 
 
 def prompt_lab():
