@@ -19,8 +19,10 @@ from .schedulers import A1111_SCHEDULERS
 if TYPE_CHECKING:
     from .backend import Backend
     from .result import GenerationResult
+    from .runner import SweepResult
+    from .sweep import Sweep
 
-__all__ = ["PromptLab", "python_call"]
+__all__ = ["GridViewer", "PromptLab", "SweepPanel", "python_call"]
 
 MODEL_DEFAULT = "(model default)"
 SIZES = (64, 128, 256, 384, 512, 640, 768, 896, 1024)
@@ -255,3 +257,259 @@ def _backend_code(backend: Backend) -> str:
     if backend.name == "local":
         return "sdkit.LocalBackend()"
     return f"...  # the {backend.name} backend"
+
+
+NO_AXIS = "(none)"
+
+
+class SweepPanel:
+    """Pick up to three axes (X/Y/Z) and type their values in A1111 syntax; the panel says how many images
+    the sweep will make before it runs (or what is wrong with it), runs it with progress and shows the
+    labelled grid, and a :class:`GridViewer` to look at each image with its parameters.
+
+    >>> SweepPanel(sdkit.LocalBackend())   # doctest: +SKIP
+    """
+
+    def __init__(self, backend: Backend, *, params: GenerationParams | None = None, out: str | None = None) -> None:
+        from .axis import AXIS_PARAMS
+
+        w = _widgets()
+        self.backend_ = backend
+        self.out = out
+        self.result: SweepResult | None = None
+        start = params or GenerationParams("a red circle on a blue background", seed=1)
+        names = [NO_AXIS, *AXIS_PARAMS]
+        self.prompt = w.Textarea(value=start.prompt, description="Prompt", layout=w.Layout(width="100%"))
+        self.negative_prompt = w.Text(
+            value=start.negative_prompt, description="Negative", layout=w.Layout(width="100%")
+        )
+        self.seed = w.BoundedIntText(value=start.seed, min=0, max=MAX_SEED, description="Seed")
+        self.seeds = w.Text(value="1", description="Seeds/cell", placeholder="N, or 1,2,3")
+        self.steps = w.IntSlider(value=start.num_inference_steps, min=1, max=150, description="Steps")
+        self.guidance = w.FloatSlider(value=start.guidance_scale, min=0.0, max=30.0, step=0.5, description="Guidance")
+        self.model = w.Text(value=start.model, description="Model")
+        self.axis_params = {}
+        self.axis_values = {}
+        rows = []
+        defaults = {"x": ("guidance_scale", "1,4,7.5"), "y": ("num_inference_steps", "5-20 (+5)"), "z": (NO_AXIS, "")}
+        for axis in ("x", "y", "z"):
+            param, values = defaults[axis]
+            self.axis_params[axis] = w.Dropdown(options=names, value=param, description=f"{axis.upper()} axis")
+            self.axis_values[axis] = w.Text(
+                value=values, placeholder="values, e.g. 1,4,7.5 or 5-20 (+5)", layout=w.Layout(width="50%")
+            )
+            rows.append(w.HBox([self.axis_params[axis], self.axis_values[axis]]))
+        self.count = w.HTML()
+        self.run_button = w.Button(description="Run sweep", button_style="primary", icon="th")
+        self.progress = w.IntProgress(value=0, min=0, max=1, layout=w.Layout(width="50%"))
+        self.status = w.HTML()
+        self.grid = w.Image(format="png")
+        self.viewer_box = w.VBox()
+        for control in (
+            self.prompt,
+            self.negative_prompt,
+            self.seed,
+            self.seeds,
+            self.steps,
+            self.guidance,
+            self.model,
+            *self.axis_params.values(),
+            *self.axis_values.values(),
+        ):
+            control.observe(lambda _change: self.update_count(), names="value")
+        self.run_button.on_click(lambda _b: self.run())
+        self.container = w.VBox(
+            [
+                self.prompt,
+                self.negative_prompt,
+                w.HBox([self.seed, self.seeds]),
+                self.steps,
+                self.guidance,
+                self.model,
+                *rows,
+                self.count,
+                w.HBox([self.run_button, self.progress]),
+                self.status,
+                self.grid,
+                self.viewer_box,
+            ]
+        )
+        self.update_count()
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        bundle = self.container._repr_mimebundle_(**kwargs) or {}
+        data = bundle[0] if isinstance(bundle, tuple) else bundle
+        data["text/plain"] = "SweepPanel (run the notebook to use the panel)"
+        return data
+
+    def sweep(self) -> Sweep:
+        """The sweep the controls describe (validated: raises ValidationError)."""
+        from .sweep import Sweep, parse_seeds
+
+        base = GenerationParams(
+            prompt=self.prompt.value,
+            negative_prompt=self.negative_prompt.value,
+            seed=self.seed.value,
+            num_inference_steps=self.steps.value,
+            guidance_scale=self.guidance.value,
+            model=self.model.value.strip(),
+        )
+        axes = {}
+        for axis in ("x", "y", "z"):
+            param = self.axis_params[axis].value
+            if param != NO_AXIS:
+                if not self.axis_values[axis].value.strip():
+                    raise ValidationError(f"{axis} axis", "", "type the values to sweep")
+                axes[axis] = f"{param}={self.axis_values[axis].value}"
+        return Sweep(base, **axes, seeds=parse_seeds(self.seeds.value))
+
+    def update_count(self) -> int | None:
+        """Show how many images the sweep will make (or why it cannot run); returns the count."""
+        import html
+
+        try:
+            sweep = self.sweep()
+        except ValidationError as exc:
+            self.count.value = f'<span style="color:#b00">{html.escape(str(exc))}</span>'
+            self.run_button.disabled = True
+            return None
+        z, y, x, s = sweep.shape
+        self.count.value = f"<b>{sweep.count()} image(s)</b> ({x} × {y}{f' × {z}' if z > 1 else ''}, {s} per cell)"
+        self.run_button.disabled = False
+        return sweep.count()
+
+    def run(self) -> SweepResult | None:
+        """Run the sweep with progress, then show its grid and a viewer of its images."""
+        from .runner import run_sweep
+
+        try:
+            sweep = self.sweep()
+        except ValidationError:
+            self.update_count()
+            return None
+        self.run_button.disabled = True
+        self.progress.max, self.progress.value = sweep.count(), 0
+        self.status.value = "running…"
+
+        def on_cell(_outcome: Any) -> None:
+            self.progress.value += 1
+
+        try:
+            result = run_sweep(sweep, self.backend_, self.out, progress=False, on_cell=on_cell)
+        except SdkitError as exc:
+            self._error(exc)
+            return None
+        finally:
+            self.run_button.disabled = False
+        self.result = result
+        failed = result.count("failed")
+        self.status.value = (
+            f"{len(result.cells)} image(s): {result.count('generated')} made, "
+            f"{result.count('cached')} from cache, {failed} failed · {result.elapsed_s:.1f}s"
+        )
+        pages = result.grids()
+        self.grid.value = png_bytes(pages[0])
+        self.viewer = GridViewer(result)
+        self.viewer_box.children = [self.viewer.container]
+        return result
+
+    def _error(self, exc: Exception) -> None:
+        import html
+
+        self.status.value = f'<span style="color:#b00">{html.escape(str(exc))}</span>'
+
+
+class GridViewer:
+    """A sweep's images as a clickable grid (X across, Y down, a page per Z): clicking a cell shows its
+    image large with its parameters. ``select(index)`` does what a click does."""
+
+    def __init__(self, result: SweepResult, *, thumb: int = 64, large: int = 256) -> None:
+        w = _widgets()
+        self.result = result
+        self.thumb, self.large = thumb, large
+        sweep = result.sweep
+        nz = sweep.shape[0]
+        self.page = w.Dropdown(
+            options=[(label, i) for i, label in enumerate(sweep.labels("z"))] or [("", 0)],
+            description="Z",
+            layout=w.Layout(display="" if nz > 1 else "none"),
+        )
+        self.cells = w.GridBox()
+        self.image = w.Image(format="png", layout=w.Layout(width=f"{large}px", height=f"{large}px"))
+        self.info = w.HTML()
+        self.selected: int | None = None
+        self.page.observe(lambda _c: self.show_page(), names="value")
+        self.container = w.VBox([self.page, w.HBox([self.cells, w.VBox([self.image, self.info])])])
+        self.show_page()
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        bundle = self.container._repr_mimebundle_(**kwargs) or {}
+        data = bundle[0] if isinstance(bundle, tuple) else bundle
+        data["text/plain"] = "GridViewer (run the notebook to use the viewer)"
+        return data
+
+    def show_page(self) -> None:
+        """Lay out page ``self.page.value``: X labels on top, Y labels on the left, a tile per image."""
+        import html
+
+        w = _widgets()
+        sweep = self.result.sweep
+        _, ny, nx, ns = sweep.shape
+        z = self.page.value or 0
+        x_labels, y_labels = sweep.labels("x") or ("",), sweep.labels("y") or ("",)
+        children = [w.HTML("")]
+        for x in range(nx):
+            children += [w.HTML(f"<b>{html.escape(x_labels[x])}</b>")] + [w.HTML("") for _ in range(ns - 1)]
+        by_place = {(c.cell.y, c.cell.x, c.cell.seed_index): c for c in self.result.cells if c.cell.z == z}
+        self.buttons = {}
+        for y in range(ny):
+            children.append(w.HTML(f"<b>{html.escape(y_labels[y])}</b>"))
+            for x in range(nx):
+                for s in range(ns):
+                    outcome = by_place.get((y, x, s))
+                    children.append(self._tile(outcome))
+        self.cells.children = children
+        self.cells.layout.grid_template_columns = f"auto repeat({nx * ns}, {self.thumb + 8}px)"
+
+    def _tile(self, outcome: Any):
+        w = _widgets()
+        if outcome is None:
+            return w.HTML("")
+        index = outcome.cell.index
+        button = w.Button(
+            description=f"seed {outcome.cell.params.seed}" if outcome.ok else "failed",
+            tooltip=outcome.error or outcome.cell.params.prompt,
+            layout=w.Layout(width=f"{self.thumb + 4}px"),
+            button_style="" if outcome.ok else "danger",
+        )
+        button.on_click(lambda _b, i=index: self.select(i))
+        self.buttons[index] = button
+        if not outcome.ok:
+            return w.VBox([w.HTML("<small>✕</small>"), button])
+        thumb = w.Image(
+            value=png_bytes(outcome.image),
+            format="png",
+            layout=w.Layout(width=f"{self.thumb}px", height=f"{self.thumb}px"),
+        )
+        return w.VBox([thumb, button])
+
+    def select(self, index: int) -> None:
+        """Show cell ``index`` (its place in ``result.cells``) large, with its parameters."""
+        import html
+
+        outcome = self.result.cells[index]
+        self.selected = index
+        p = outcome.cell.params
+        rows = "".join(
+            f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
+            for k, v in p.to_dict().items()
+            if k != "num_images"
+        )
+        if outcome.ok:
+            self.image.value = png_bytes(outcome.image)
+            self.info.value = f"<table>{rows}</table>"
+        else:
+            self.image.value = b""
+            self.info.value = (
+                f"<div style='color:#b00'>{html.escape(outcome.error or 'failed')}</div><table>{rows}</table>"
+            )
