@@ -166,7 +166,7 @@ relay.stop()"""),
 
 
 def sweeps():
-    name = "05_sweeps.ipynb"
+    name = "05_parameter_sweeps.ipynb"
     return name, [
         md(f"""
 # Sweeps and labelled grids
@@ -222,12 +222,199 @@ study.count()"""),
 %matplotlib inline
 sdkit.run_sweep(study, backend, progress=False).figure(tile_inches=1.2)"""),
         md("""
+## The sweep panel
+
+Pick the axes, type their values in A1111 syntax; the panel counts the images as you type (or says what is
+wrong), runs with a progress bar, shows the grid, and a viewer where a click on a cell shows its image large
+with its parameters. Its buttons call plain methods, scripted here as in the tests:
+"""),
+        code("""
+from sdkit.widgets import SweepPanel
+
+panel = SweepPanel(backend)
+panel.axis_values["x"].value = "1,4,7.5"
+panel.axis_values["y"].value = "2-6 (+2)"
+panel"""),
+        code("""
+print(panel.count.value)
+panel.axis_values["y"].value = "2-6 (2)"
+print(panel.count.value)
+panel.axis_values["y"].value = "2-6 (+2)"
+result = panel.run()
+print(panel.status.value.split(" · ")[0])
+panel.viewer.select(4)
+chosen = panel.viewer.result.cells[4].cell.params
+print(chosen.guidance_scale, chosen.num_inference_steps)"""),
+        md("""
 The same from a terminal (the count goes to stderr first, the grid path to stdout last):
 
 ```bash
 sdkit sweep "a red circle" --x "guidance_scale=1,4,7.5" --y "num_inference_steps=5-20 (+5)" --seeds 2 --out runs/sweep
 ```
 """),
+    ]
+
+
+def image_grids():
+    name = "04_image_grids.ipynb"
+    return name, [
+        md(f"""
+# Image grids
+
+{colab_badge(name)}
+
+Three ways to lay images out: `image_grid` for any list of images, `labelled_grid` for rows and columns with
+labels like A1111's X/Y plot (long labels wrapped, failed cells drawn with their error), and the matplotlib
+figure of a sweep for notebooks. `GridViewer` makes a sweep's grid clickable.
+"""),
+        code(SETUP),
+        code("""
+import sdkit
+
+backend = sdkit.LocalBackend(progress=False)
+result = backend.generate(sdkit.GenerationParams("a red circle on a blue background", seed=1, num_images=6))
+grid = sdkit.image_grid(result.images, cols=4)  # six images, four columns: the last row is left short
+print(grid.size)"""),
+        code("""
+# NBVAL_IGNORE_OUTPUT
+grid"""),
+        md("""
+A labelled grid: tiles in rows and columns, X labels across the top, Y labels down the left. A tile may be
+an image, an error message (drawn as a grey placeholder) or empty; small tiles are scaled up so labels
+stay readable.
+"""),
+        code("""
+images = result.images
+labelled = sdkit.labelled_grid(
+    [[images[0], images[1], "GenerationError: CUDA out of memory"], [images[3], None, images[5]]],
+    x_labels=["Euler", "DPM++ 2M Karras", "a much longer label that has to be wrapped to fit"],
+    y_labels=["seed 1", "seed 2"],
+    title="labelled_grid",
+)
+print(labelled.size)"""),
+        code("""
+# NBVAL_IGNORE_OUTPUT
+labelled"""),
+        md("A grid too large to be useful is refused before it is drawn, with a message that says what to do:"),
+        code("""
+try:
+    sdkit.labelled_grid([[images[0]] * 40] * 40, max_megapixels=1)
+except sdkit.ValidationError as exc:
+    print(exc)"""),
+        md("A sweep's result draws its own grids, as PIL pages or a matplotlib figure:"),
+        code("""
+sweep = sdkit.Sweep(sdkit.GenerationParams("a red circle", seed=1, num_inference_steps=4),
+                    x="scheduler=Euler,Euler a,DDIM", y="guidance_scale=1,7.5")
+swept = sdkit.run_sweep(sweep, backend, progress=False)
+print([page.size for page in swept.grids()])"""),
+        code("""
+# NBVAL_IGNORE_OUTPUT
+%matplotlib inline
+swept.figure(tile_inches=1.2)"""),
+        md("`GridViewer`: click a cell to see its image large with its parameters (`select(i)` does the same):"),
+        code("""
+from sdkit.widgets import GridViewer
+
+viewer = GridViewer(swept)
+viewer.select(5)
+print(swept.cells[5].cell.params.scheduler, swept.cells[5].cell.params.guidance_scale)
+viewer"""),
+    ]
+
+
+def reproducible_study():
+    name = "06_reproducible_study.ipynb"
+    return name, [
+        md(f"""
+# A reproducible prompt study
+
+{colab_badge(name)}
+
+A study is a sweep someone else must be able to re-run and check: a YAML spec → a run folder (images, a
+manifest line per image, grids, the resolved spec, the environment) → `verify`, which makes every image again
+the way it was made and compares. Interrupted runs resume; tampered or missing files are named.
+"""),
+        code(SETUP),
+        code("""
+import tempfile
+from pathlib import Path
+
+import sdkit
+
+spec = sdkit.parse_study_spec(\"\"\"
+name: cfg-vs-steps
+backend: local
+model: tiny
+params: {prompt: "a red circle on a blue background", width: 64, height: 64, scheduler: "Euler a"}
+axes:
+  x: "guidance_scale=1,4,7.5"
+  y: "num_inference_steps=5-15 (+5)"
+seeds: [1, 2]
+threads: 2
+\"\"\")
+print(spec.name, sdkit.Sweep(spec.params, x=spec.axes["x"], y=spec.axes["y"], seeds=spec.seeds).count(), "images")"""),
+        md("Bad keys and values are refused with their path, before anything runs:"),
+        code("""
+bad_specs = [
+    {"name": "s", "params": {"prompt": "x", "cfg": 7}},
+    {"name": "s", "params": {"prompt": "x"}, "seeds": [1, -2]},
+]
+for bad in bad_specs:
+    try:
+        sdkit.parse_study_spec(bad)
+    except sdkit.ValidationError as exc:
+        print(exc)"""),
+        md("Run it. Stopping it half way (Ctrl-C, or here a callback that interrupts) leaves a valid folder:"),
+        code("""
+folder = Path(tempfile.mkdtemp()) / "cfg-vs-steps"
+backend = sdkit.LocalBackend(progress=False)
+
+
+def stop_after_five(done, total):
+    if done == 5:
+        raise KeyboardInterrupt
+
+
+try:
+    sdkit.run_study(spec, folder, backend=backend, progress=False, on_image=stop_after_five)
+except KeyboardInterrupt:
+    print("interrupted with", len(sdkit.study.load_manifest(folder)), "images in the manifest")
+run = sdkit.run_study(spec, folder, backend=backend, progress=False)
+print(f"resumed: kept {run.kept}, made {run.made}, failed {run.failed} of {run.total}")
+print(sorted(p.name for p in folder.iterdir()))"""),
+        code("""
+# NBVAL_IGNORE_OUTPUT
+from IPython.display import Image
+
+Image(filename=run.grid_paths[0])"""),
+        md("Every manifest line says how its image was made:"),
+        code("""
+entry = sdkit.study.load_manifest(folder)[0]
+for key in ("cell", "labels", "seed", "batch", "scheduler_class", "generator", "dtype", "device", "torch_threads"):
+    print(f"{key:16} {entry[key]}")
+print("model_hash      ", entry["model_hash"][:16], "…")"""),
+        md("`verify` makes every image again (same batches, same thread count) and compares the PNG bytes:"),
+        code("""
+check = sdkit.verify_study(folder, backend=backend, progress=False)
+print(check.summary().split(" - ")[1])"""),
+        md("Alter one image and it is named:"),
+        code("""
+victim = folder / "images" / "00007.png"
+victim.write_bytes(victim.read_bytes()[:-20] + b"tampered-tampered!!!")
+print(sdkit.verify_study(folder, backend=backend, progress=False).summary().replace(str(folder), "FOLDER"))"""),
+        md("""
+`report.html` is one self-contained page (grids, every image with its parameters, the environment) to open
+from disk or send to someone. From a terminal:
+
+```bash
+sdkit study run examples/cfg-vs-steps.yaml --out runs/cfg-vs-steps
+sdkit study verify runs/cfg-vs-steps
+sdkit study report runs/cfg-vs-steps
+```
+"""),
+        code("""
+report = sdkit.write_report(folder)
+print(report.name, report.stat().st_size > 10_000)"""),
     ]
 
 
@@ -373,7 +560,7 @@ print(lab.code.value)"""),
     ]
 
 
-NOTEBOOKS = [quickstart, api, local_pipeline, prompt_lab, sweeps]
+NOTEBOOKS = [quickstart, api, local_pipeline, prompt_lab, image_grids, sweeps, reproducible_study]
 
 
 def build(prefix: str = "") -> None:
