@@ -420,7 +420,8 @@ def verify_study(folder: str | Path, *, backend: Backend | None = None, progress
         else:
             intact.append(e)
 
-    problems += _check_grids(folder, spec, entries)
+    if len(intact) == len(entries):  # with a missing or altered image the grid cannot match; that is reported
+        problems += _check_grids(folder, spec, entries)
     if spec.backend != "local":
         for e in intact:
             checks[e["cell"]] = _check_archive(folder, e, spec.backend)
