@@ -15,6 +15,7 @@ from .errors import (
     AuthenticationError,
     BadRequestError,
     GenerationError,
+    InvalidRequestError,
     MissingDependencyError,
     ModelError,
     NotFoundError,
@@ -23,6 +24,7 @@ from .errors import (
     ReplyError,
     RequestTooLargeError,
     SdkitError,
+    ServerBusyError,
     ServerError,
     UnprocessableEntityError,
     ValidationError,
@@ -33,6 +35,7 @@ from .params import GenerationParams
 from .pngfile import read_png_metadata, save_result, write_png
 from .result import GeneratedImage, GenerationResult, Timings
 from .schedulers import A1111_SCHEDULERS
+from .server import BackgroundServer, create_app, serve_in_background
 
 try:
     __version__ = _metadata.version("sdkit-lab")
@@ -47,12 +50,14 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "Backend",
+    "BackgroundServer",
     "BadRequestError",
     "EMBEDDED_MODELS",
     "GeneratedImage",
     "GenerationError",
     "GenerationParams",
     "GenerationResult",
+    "InvalidRequestError",
     "LocalBackend",
     "MEMORY_PRESETS",
     "MissingDependencyError",
@@ -63,15 +68,18 @@ __all__ = [
     "ReplyError",
     "RequestTooLargeError",
     "SdkitError",
+    "ServerBusyError",
     "ServerError",
     "Timings",
     "UnprocessableEntityError",
     "ValidationError",
     "__version__",
+    "create_app",
     "embedded_model_path",
     "format_infotext",
     "parse_infotext",
     "read_png_metadata",
     "save_result",
+    "serve_in_background",
     "write_png",
 ]
