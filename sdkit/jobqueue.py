@@ -63,7 +63,7 @@ def encode_pngs(result: GenerationResult) -> tuple[bytes, ...]:
 
 
 class JobQueue:
-    """At most ``max_queue`` jobs wait; beyond that :meth:`submit` raises :class:`ServerBusyError`
+    """At most ``max_queue`` jobs wait for a busy worker; beyond that :meth:`submit` raises :class:`ServerBusyError`
     with a ``retry_after`` hint from the mean time of recent jobs."""
 
     def __init__(self, backends: Sequence[Backend], *, max_queue: int = 32, warmup: str | None = None) -> None:
@@ -75,6 +75,7 @@ class JobQueue:
         self._cond = threading.Condition()
         self._closed = False
         self._running = 0
+        self._busy = 0
         self._done = 0
         self._mean_s = 1.0
         self._warmup = warmup
@@ -102,8 +103,14 @@ class JobQueue:
             if t.is_alive():
                 t.join(timeout)
 
+    def _purge(self) -> None:
+        """Drop waiting jobs whose callers went away (call with the lock held)."""
+        if any(job.future.cancelled() for job in self._waiting):
+            self._waiting = deque(job for job in self._waiting if not job.future.cancelled())
+
     def stats(self) -> dict[str, int | float | bool]:
         with self._cond:
+            self._purge()
             return {
                 "waiting": len(self._waiting),
                 "running": self._running,
@@ -124,7 +131,9 @@ class JobQueue:
         with self._cond:
             if self._closed:
                 raise GenerationError("the server is shutting down")
-            if len(self._waiting) >= self.max_queue:
+            self._purge()
+            idle = len(self._threads) - self._busy
+            if len(self._waiting) >= self.max_queue + idle:
                 ahead = len(self._waiting) + self._running
                 wait = max(1, math.ceil(self._mean_s * ahead / len(self._threads)))
                 raise ServerBusyError(
@@ -159,6 +168,7 @@ class JobQueue:
                     taken.append(job)
                     count += job.params.num_images
             self._running += len(taken)
+            self._busy += 1
             return taken
 
     def _work(self, backend: Backend) -> None:
@@ -178,6 +188,7 @@ class JobQueue:
             elapsed = time.perf_counter() - start
             with self._cond:
                 self._running -= len(jobs)
+                self._busy -= 1
                 self._done += len(jobs)
                 self._mean_s = 0.8 * self._mean_s + 0.2 * (elapsed / len(jobs))
 
