@@ -32,6 +32,11 @@ test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest --nbval --nbval-sanitize-with notebooks/sanitize.cfg tests notebooks
 
+# Benchmarks: each prints `NAME: VALUE (goal …)` lines.
+.PHONY: bench
+bench: $(STAMP)
+	$(PY) -m benchmarks.serve
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

@@ -80,6 +80,8 @@ class JobQueue:
         self._mean_s = 1.0
         self._warmup = warmup
         self.ready = threading.Event()
+        #: Why the model could not be loaded at start, when it could not (requests will say so too).
+        self.warmup_error: str | None = None
         self._ready_count = 0
         self._threads = [
             threading.Thread(target=self._work, args=(b,), name=f"sdkit-worker-{i}", daemon=True)
@@ -175,8 +177,8 @@ class JobQueue:
         if self._warmup is not None and callable(getattr(backend, "load", None)):
             try:
                 backend.load(self._warmup)  # type: ignore[attr-defined]
-            except Exception:
-                pass
+            except Exception as exc:  # each request reports it too
+                self.warmup_error = f"{type(exc).__name__}: {exc}"
         with self._cond:
             self._ready_count += 1
             if self._ready_count == len(self._threads):

@@ -168,7 +168,9 @@ class ImageStore:
 
 def _served_model(model: str, model_id: str | None) -> ServedModel:
     if model_id is None:
-        model_id = Path(model).name if ("/" in model and Path(model).expanduser().exists()) else model
+        # A folder is named by its last part (its full path stays private); a hub id is kept whole.
+        is_path = model.startswith((".", "/", "~")) or (os.sep in model and Path(model).expanduser().exists())
+        model_id = Path(model).name if is_path else model
     return ServedModel(model=model, id=model_id, created=int(time.time()))
 
 
@@ -324,7 +326,11 @@ def create_app(
     @app.get("/health")
     async def health():
         stats = queue.stats()
-        return {"status": "ok" if stats["ready"] else "loading", "model": served.id, "queue": stats}
+        status = "error" if queue.warmup_error else "ok" if stats["ready"] else "loading"
+        reply = {"status": status, "model": served.id, "queue": stats}
+        if queue.warmup_error:
+            reply["error"] = queue.warmup_error
+        return reply
 
     @app.get("/v1/models", dependencies=guarded)
     async def models():

@@ -479,3 +479,14 @@ def test_cli_serve_takes_keys_from_the_environment_and_never_prints_them(tmp_pat
     text = log.read_text()
     assert "Uvicorn running on http://127.0.0.1" in text
     assert KEY not in text and "sk-other-7d2e" not in text
+
+
+def test_a_model_that_cannot_load_shows_in_health_and_requests_fail_cleanly(tmp_path, backend):
+    missing = str(tmp_path / "no-such-model")
+    with serve_in_background(backend, model=missing) as srv:
+        health = httpx.get(srv.url + "/health").json()
+        assert health["status"] == "error" and "no such folder" in health["error"]
+        body = {"model": "no-such-model", "messages": [{"role": "user", "content": "x"}], "num_inference_steps": 1}
+        reply = httpx.post(srv.url + "/v1/chat/completions", json=body, timeout=60)
+        assert _assert_openai_error(reply, 500)["type"] == "server_error"
+        assert httpx.get(srv.url + "/health").status_code == 200
