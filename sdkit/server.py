@@ -290,7 +290,7 @@ def create_app(
         if not authorized(request.headers.get("authorization"), keys):
             raise HTTPException(
                 401,
-                "Incorrect or missing API key: send 'Authorization: Bearer YOUR_KEY'.",
+                "Incorrect or missing API key: send it as a Bearer token in the Authorization header.",
                 headers={"WWW-Authenticate": "Bearer"},
             )
 

@@ -24,8 +24,8 @@ from .params import GenerationParams, parse_size
 __all__ = [
     "CHAT_FIELDS",
     "SD_EXTRAS",
-    "ChatRequest",
-    "ImagesRequest",
+    "IncomingChat",
+    "IncomingImages",
     "ServedModel",
     "chat_chunks",
     "chat_completion",
@@ -86,7 +86,7 @@ class ServedModel:
 
 
 @dataclass(frozen=True)
-class ChatRequest:
+class IncomingChat:
     """A parsed chat request: ``choices`` choices of ``params.num_images // choices`` images each."""
 
     params: GenerationParams
@@ -97,7 +97,7 @@ class ChatRequest:
 
 
 @dataclass(frozen=True)
-class ImagesRequest:
+class IncomingImages:
     """A parsed images request."""
 
     params: GenerationParams
@@ -296,7 +296,7 @@ def _params(data: Mapping[str, Any], prompt: str, served: ServedModel, num_image
         raise InvalidRequestError(field, exc.value, exc.reason) from None
 
 
-def parse_chat_request(data: Mapping[str, Any], served: ServedModel, *, max_images: int = 4) -> ChatRequest:
+def parse_chat_request(data: Mapping[str, Any], served: ServedModel, *, max_images: int = 4) -> IncomingChat:
     """A chat-completions body → what to generate. ``n`` is the number of choices, ``batch_size``
     the images in each; at most ``max_images`` images in all."""
     model = _model(data, served, required=True)
@@ -317,10 +317,10 @@ def parse_chat_request(data: Mapping[str, Any], served: ServedModel, *, max_imag
         field = "n" if batch == 1 else "batch_size"
         raise InvalidRequestError(field, n * batch, f"n × batch_size must be at most {max_images} on this server")
     params = _params(data, prompt, served, n * batch)
-    return ChatRequest(params=params, model=model, choices=n, stream=stream, include_usage=include_usage)
+    return IncomingChat(params=params, model=model, choices=n, stream=stream, include_usage=include_usage)
 
 
-def parse_images_request(data: Mapping[str, Any], served: ServedModel, *, max_images: int = 4) -> ImagesRequest:
+def parse_images_request(data: Mapping[str, Any], served: ServedModel, *, max_images: int = 4) -> IncomingImages:
     """An images-generations body → what to generate."""
     model = _model(data, served, required=False)
     prompt = data.get("prompt")
@@ -337,7 +337,7 @@ def parse_images_request(data: Mapping[str, Any], served: ServedModel, *, max_im
     n = _integer(data, "n", 1) or 1
     if n > max_images:
         raise InvalidRequestError("n", n, f"must be at most {max_images} on this server")
-    return ImagesRequest(params=_params(data, prompt, served, n), model=model, response_format=fmt)
+    return IncomingImages(params=_params(data, prompt, served, n), model=model, response_format=fmt)
 
 
 # --- replies --------------------------------------------------------------------------------

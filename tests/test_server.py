@@ -13,10 +13,11 @@ import threading
 import time
 
 import httpx
+import numpy as np
 import pytest
 from PIL import Image
 
-from sdkit import GenerationParams, ValidationError, serve_in_background
+from sdkit import AuthenticationError, GenerationParams, ValidationError, serve_in_background
 from sdkit.pngfile import record_infotext
 from sdkit.server import authorized, exposure_warning, keys_from_env
 
@@ -490,3 +491,20 @@ def test_a_model_that_cannot_load_shows_in_health_and_requests_fail_cleanly(tmp_
         reply = httpx.post(srv.url + "/v1/chat/completions", json=body, timeout=60)
         assert _assert_openai_error(reply, 500)["type"] == "server_error"
         assert httpx.get(srv.url + "/health").status_code == 200
+
+
+def test_sdkit_remote_backend_end_to_end(server, backend):
+    """sdkit's own client against this server (active once the client, issue 3, is merged)."""
+    remote = pytest.importorskip("sdkit.remote")
+    params = GenerationParams("a red circle", seed=21, num_inference_steps=STEPS, num_images=2)
+    local = backend.generate(params)
+    for name, fmt in (("chat", None), ("images", "b64_json"), ("images", "url")):
+        kw = {"response_format": fmt} if fmt else {}
+        result = remote.RemoteBackend(name, base_url=server.url, api_key=KEY, sd_extras=True, **kw).generate(params)
+        assert result.seeds == (21, 22)
+        for got, want in zip(result.images, local.images, strict=True):
+            diff = np.abs(np.asarray(got, dtype=np.int16) - np.asarray(want, dtype=np.int16)).max()
+            assert diff <= 2  # the server may batch the two requests where local ran them together
+        assert KEY not in repr(result)
+    with pytest.raises(AuthenticationError):
+        remote.RemoteBackend("chat", base_url=server.url, api_key="sk-wrong", max_retries=0).generate(params)
