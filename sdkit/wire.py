@@ -27,8 +27,10 @@ __all__ = [
     "IncomingChat",
     "IncomingImages",
     "ServedModel",
+    "chat_chunk",
     "chat_chunks",
     "chat_completion",
+    "chat_role_chunks",
     "error_body",
     "image_markdown",
     "images_reply",
@@ -36,6 +38,8 @@ __all__ = [
     "models_reply",
     "parse_chat_request",
     "parse_images_request",
+    "refusal_message",
+    "sse_event",
 ]
 
 #: The page's chat-completions fields; accepted, checked, and (but for model, messages, n, stream) without effect.
