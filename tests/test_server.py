@@ -357,6 +357,9 @@ def test_a_full_queue_answers_429_with_retry_after_and_the_others_finish(backend
         error = _assert_openai_error(refused, 429)
         assert error["type"] == "rate_limit_error"
         assert int(refused.headers["Retry-After"]) >= 1
+        refused_stream = httpx.post(srv.url + "/v1/chat/completions", json=_chat("a fish", stream=True), timeout=30)
+        _assert_openai_error(refused_stream, 429)  # refused before the stream starts
+        assert int(refused_stream.headers["Retry-After"]) >= 1
 
         gated.gate.set()
         first.join(60)
