@@ -105,7 +105,9 @@ def _add_serve_parser(sub) -> None:
     )
     serve.add_argument("--max-images", type=int, default=4, metavar="N", help="images per request at most (default 4)")
     serve.add_argument("--public-url", default=None, metavar="URL", help="base of image URLs (e.g. a tunnel's address)")
-    serve.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N or mps")
+    serve.add_argument(
+        "--device", default=None, help="auto (default), cpu, cuda, cuda:N or mps; cuda:0,cuda:1 serves from each GPU"
+    )
     serve.add_argument(
         "--dtype", default=None, help="auto (default: fp16 on GPU, fp32 on CPU), float32, float16, bfloat16"
     )

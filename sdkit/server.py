@@ -180,7 +180,9 @@ def _backends(backend: Backend | Sequence[Backend] | None, concurrency: int, loc
     if backend is None:
         from .local import LocalBackend
 
-        return [LocalBackend(progress=False, **local) for _ in range(concurrency)]
+        # "cuda:0,cuda:1": one set of workers per device.
+        devices = [d.strip() for d in local.pop("device").split(",")] if local.get("device") else [None]
+        return [LocalBackend(device=d, progress=False, **local) for d in devices for _ in range(concurrency)]
     if isinstance(backend, Sequence):
         if not backend:
             raise ValidationError("backend", backend, "must not be an empty list")
@@ -209,8 +211,9 @@ def create_app(
 ) -> FastAPI:
     """The API as a FastAPI app.
 
-    ``backend`` left out: ``concurrency`` :class:`~sdkit.LocalBackend` s on ``device`` (each a
-    worker running one pipeline call at a time); or give one backend, or a list (one worker each).
+    ``backend`` left out: ``concurrency`` :class:`~sdkit.LocalBackend` s on each ``device``
+    (``"cuda:0,cuda:1"`` names several), each a worker running one pipeline call at a time;
+    or give one backend, or a list (one worker each).
     ``model`` is what the backend loads (``tiny``, a hub id, a folder); clients name it
     ``model_id`` (default: ``model``, a folder's name for a path) or ``stable-diffusion-api``.
     With ``api_keys``, every ``/v1`` request needs ``Authorization: Bearer KEY``.

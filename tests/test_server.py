@@ -511,3 +511,14 @@ def test_sdkit_remote_backend_end_to_end(server, backend):
         assert KEY not in repr(result)
     with pytest.raises(AuthenticationError):
         remote.RemoteBackend("chat", base_url=server.url, api_key="sk-wrong", max_retries=0).generate(params)
+
+
+def test_one_worker_per_device_and_concurrency_each():
+    from sdkit import create_app
+
+    app = create_app(model="tiny", device="cpu,cpu", concurrency=2)
+    backends = app.state.queue.backends
+    assert len(backends) == 4 and {b.device for b in backends} == {"cpu"}
+    assert len({id(b) for b in backends}) == 4  # each worker its own pipeline
+    with pytest.raises(ValidationError, match="concurrency"):
+        create_app(object(), concurrency=2)
