@@ -181,7 +181,8 @@ def _backends(backend: Backend | Sequence[Backend] | None, concurrency: int, loc
         from .local import LocalBackend
 
         # "cuda:0,cuda:1": one set of workers per device.
-        devices = [d.strip() for d in local.pop("device").split(",")] if local.get("device") else [None]
+        device = local.pop("device", None)
+        devices = [d.strip() for d in device.split(",")] if device else [None]
         return [LocalBackend(device=d, progress=False, **local) for d in devices for _ in range(concurrency)]
     if isinstance(backend, Sequence):
         if not backend:
