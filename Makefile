@@ -40,8 +40,10 @@ test: $(STAMP) browser
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest --nbval --nbval-sanitize-with notebooks/sanitize.cfg tests notebooks
 
+# Benchmarks: each prints `NAME: VALUE (goal …)` lines.
 bench: $(STAMP)
 	$(PY) -m benchmarks.sweep
+	$(PY) -m benchmarks.serve
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

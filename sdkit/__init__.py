@@ -18,6 +18,7 @@ from .errors import (
     AuthenticationError,
     BadRequestError,
     GenerationError,
+    InvalidRequestError,
     MissingDependencyError,
     ModelError,
     NotFoundError,
@@ -26,6 +27,7 @@ from .errors import (
     ReplyError,
     RequestTooLargeError,
     SdkitError,
+    ServerBusyError,
     ServerError,
     UnprocessableEntityError,
     ValidationError,
@@ -53,6 +55,7 @@ from .retry import RetryPolicy
 from .runner import CellResult, SweepResult, run_sweep
 from .schedulers import A1111_SCHEDULERS
 from .secret import Secret
+from .server import BackgroundServer, create_app, serve_in_background
 from .snippet import export_request
 from .study import StudyRun, Verification, run_study, verify_study, write_report
 from .studyspec import StudySpec, parse_study_spec
@@ -74,6 +77,7 @@ __all__ = [
     "AuthenticationError",
     "Axis",
     "Backend",
+    "BackgroundServer",
     "BadRequestError",
     "Cell",
     "CellResult",
@@ -92,6 +96,7 @@ __all__ = [
     "ImageRef",
     "ImagesRequest",
     "ImagesResponse",
+    "InvalidRequestError",
     "LocalBackend",
     "MEMORY_PRESETS",
     "Message",
@@ -107,6 +112,7 @@ __all__ = [
     "SDExtras",
     "SdkitError",
     "Secret",
+    "ServerBusyError",
     "ServerError",
     "StudyRun",
     "StudySpec",
@@ -118,6 +124,7 @@ __all__ = [
     "Verification",
     "__version__",
     "collect_stream",
+    "create_app",
     "embedded_model_path",
     "export_request",
     "find_images",
@@ -137,6 +144,7 @@ __all__ = [
     "run_study",
     "run_sweep",
     "save_result",
+    "serve_in_background",
     "sweep_grids",
     "verify_study",
     "write_png",

@@ -82,7 +82,64 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_request_parser(sub)
     _add_sweep_parser(sub)
     _add_study_parser(sub)
+    _add_serve_parser(sub)
     return parser
+
+
+def _add_serve_parser(sub) -> None:
+    serve = sub.add_parser(
+        "serve",
+        help="serve the OpenAI-style Stable Diffusion API from a local pipeline",
+        description="Serve POST /v1/chat/completions, POST /v1/images/generations, GET /v1/models and GET /health "
+        "from a local diffusers pipeline (FastAPI + uvicorn). Keys also come from $SDKIT_SERVER_API_KEYS "
+        "(comma-separated).",
+    )
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1: this machine only)"
+    )
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument(
+        "--model", default="tiny", metavar="ID|PATH|tiny", help="diffusers model id, local folder, or tiny (default)"
+    )
+    serve.add_argument(
+        "--api-key", action="append", default=[], metavar="KEY", help="accept this Bearer key (repeatable)"
+    )
+    serve.add_argument("--max-queue", type=int, default=32, metavar="N", help="requests that may wait (then 429)")
+    serve.add_argument(
+        "--concurrency", type=int, default=1, metavar="N", help="pipelines run at once, each its own copy (default 1)"
+    )
+    serve.add_argument("--max-images", type=int, default=4, metavar="N", help="images per request at most (default 4)")
+    serve.add_argument("--public-url", default=None, metavar="URL", help="base of image URLs (e.g. a tunnel's address)")
+    serve.add_argument(
+        "--device", default=None, help="auto (default), cpu, cuda, cuda:N or mps; cuda:0,cuda:1 serves from each GPU"
+    )
+    serve.add_argument(
+        "--dtype", default=None, help="auto (default: fp16 on GPU, fp32 on CPU), float32, float16, bfloat16"
+    )
+    serve.add_argument("--memory", default="none", help="memory preset: none, t4, low, minimal")
+    serve.set_defaults(func=_cmd_serve)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from .server import exposure_warning, keys_from_env, run_server
+
+    keys = (*keys_from_env(), *args.api_key)
+    if (message := exposure_warning(args.host, keys)) is not None:
+        print(f"sdkit: warning: {message}", file=sys.stderr)
+    run_server(
+        host=args.host,
+        port=args.port,
+        api_keys=keys,
+        model=args.model,
+        max_queue=args.max_queue,
+        concurrency=args.concurrency,
+        max_images=args.max_images,
+        public_url=args.public_url,
+        device=args.device,
+        dtype=args.dtype,
+        memory=args.memory,
+    )
+    return 0
 
 
 def _params_from_args(args: argparse.Namespace):

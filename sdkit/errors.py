@@ -19,6 +19,13 @@
             ├── RateLimitError              429
             └── ServerError                 5xx
 
+The server (``sdkit serve``) refuses requests with two more:
+
+    ValidationError
+    └── InvalidRequestError                 a request body refused; carries the HTTP status and OpenAI code
+    SdkitError
+    └── ServerBusyError                     the generation queue is full (429, with a retry hint)
+
 Messages never contain an API key: the client scrubs them before raising.
 """
 
@@ -32,6 +39,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "GenerationError",
+    "InvalidRequestError",
     "MissingDependencyError",
     "ModelError",
     "NotFoundError",
@@ -40,6 +48,7 @@ __all__ = [
     "ReplyError",
     "RequestTooLargeError",
     "SdkitError",
+    "ServerBusyError",
     "ServerError",
     "UnprocessableEntityError",
     "ValidationError",
@@ -168,3 +177,24 @@ def status_error_class(status_code: int) -> type[APIStatusError]:
     if status_code >= 500:
         return ServerError
     return STATUS_ERRORS.get(status_code, APIStatusError)
+
+
+class InvalidRequestError(ValidationError):
+    """A request the server refuses: ``status`` is the HTTP status (400, 404, 413, 422),
+    ``code`` OpenAI's error code; ``field`` becomes the error's ``param``."""
+
+    def __init__(
+        self, field: str | None, value: object, reason: str, *, status: int = 400, code: str = "invalid_value"
+    ):
+        self.status = status
+        self.code = code
+        super().__init__(field or "body", value, reason)
+        self.field = field
+
+
+class ServerBusyError(SdkitError):
+    """The server's generation queue is full; ``retry_after`` is the hint in whole seconds."""
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)

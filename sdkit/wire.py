@@ -1,0 +1,483 @@
+"""The server's side of the wire: request bodies in, reply bodies out, as pure functions.
+
+``sdkit serve`` (:mod:`sdkit.server`) is a thin shell around these: it reads bytes, calls
+:func:`parse_chat_request` / :func:`parse_images_request`, queues the generation, and answers
+with :func:`chat_completion`, :func:`chat_chunks`, :func:`images_reply` or :func:`error_body`.
+
+Refusals are :class:`~sdkit.errors.InvalidRequestError` naming the field (OpenAI's ``param``):
+unparseable JSON and out-of-range values → 400, a missing field or a wrong type → 422,
+an unknown model → 404.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import InvalidRequestError, ValidationError
+from .params import GenerationParams, parse_size
+
+__all__ = [
+    "CHAT_FIELDS",
+    "SD_EXTRAS",
+    "IncomingChat",
+    "IncomingImages",
+    "ServedModel",
+    "chat_chunk",
+    "chat_chunks",
+    "chat_completion",
+    "chat_role_chunks",
+    "error_body",
+    "image_markdown",
+    "images_reply",
+    "load_json",
+    "models_reply",
+    "parse_chat_request",
+    "parse_images_request",
+    "refusal_message",
+    "sse_event",
+]
+
+#: The page's chat-completions fields; accepted, checked, and (but for model, messages, n, stream) without effect.
+CHAT_FIELDS = (
+    "model",
+    "messages",
+    "temperature",
+    "top_p",
+    "n",
+    "stop",
+    "max_tokens",
+    "presence_penalty",
+    "frequency_penalty",
+    "logit_bias",
+    "user",
+    "stream",
+)
+#: Stable Diffusion fields some relays read at the top level; honoured here.
+SD_EXTRAS = (
+    "seed",
+    "negative_prompt",
+    "num_inference_steps",
+    "guidance_scale",
+    "size",
+    "width",
+    "height",
+    "batch_size",
+    "scheduler",
+)
+ROLES = ("system", "user", "assistant", "tool", "function", "developer")
+MAX_BATCH_SIZE = 4
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """The model a server serves: ``model`` is what the backend loads (``tiny``, an id, a folder),
+    ``id`` the name clients use, ``aliases`` other names accepted for it (the page's
+    ``stable-diffusion-api``)."""
+
+    model: str
+    id: str
+    aliases: tuple[str, ...] = ("stable-diffusion-api",)
+    created: int = 0
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.id, *self.aliases)
+
+
+@dataclass(frozen=True)
+class IncomingChat:
+    """A parsed chat request: ``choices`` choices of ``params.num_images // choices`` images each."""
+
+    params: GenerationParams
+    model: str
+    choices: int
+    stream: bool
+    include_usage: bool = False
+
+
+@dataclass(frozen=True)
+class IncomingImages:
+    """A parsed images request."""
+
+    params: GenerationParams
+    model: str
+    response_format: str
+
+
+def load_json(body: bytes) -> dict[str, Any]:
+    """The request body as a JSON object, or a 400 naming what is wrong."""
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidRequestError(None, None, f"the body is not valid JSON: {exc}", code="invalid_json") from None
+    if not isinstance(data, dict):
+        raise InvalidRequestError(None, None, "the body must be a JSON object", status=422, code="invalid_type")
+    return data
+
+
+# --- checks ---------------------------------------------------------------------------------
+
+
+def _wrong_type(field: str, value: object, expected: str) -> InvalidRequestError:
+    return InvalidRequestError(
+        field, value, f"must be {expected}, not {_json_type(value)}", status=422, code="invalid_type"
+    )
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(data: Mapping[str, Any], field: str, lo: float, hi: float) -> None:
+    value = data.get(field)
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise _wrong_type(field, value, "a number")
+    if not lo <= value <= hi:
+        raise InvalidRequestError(field, value, f"must be between {lo:g} and {hi:g}")
+
+
+def _integer(data: Mapping[str, Any], field: str, lo: int, hi: int | None = None) -> int | None:
+    value = data.get(field)
+    if value is None:
+        return None
+    if not _is_int(value):
+        raise _wrong_type(field, value, "an integer")
+    if value < lo or (hi is not None and value > hi):
+        bound = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
+        raise InvalidRequestError(field, value, f"must be {bound}")
+    return value
+
+
+def _string(data: Mapping[str, Any], field: str) -> str | None:
+    value = data.get(field)
+    if value is not None and not isinstance(value, str):
+        raise _wrong_type(field, value, "a string")
+    return value
+
+
+def _model(data: Mapping[str, Any], served: ServedModel, *, required: bool) -> str:
+    value = data.get("model")
+    if value is None:
+        if required:
+            raise InvalidRequestError("model", None, "is required", status=422, code="missing_required_parameter")
+        return served.id
+    if not isinstance(value, str):
+        raise _wrong_type("model", value, "a string")
+    if value not in served.names:
+        raise InvalidRequestError(
+            "model",
+            value,
+            f"the model {value!r} does not exist; this server serves {', '.join(repr(n) for n in served.names)}",
+            status=404,
+            code="model_not_found",
+        )
+    return value
+
+
+def _text_of(content: object, field: str) -> str:
+    """A message's text: a string, or the text parts of a list of content parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = []
+        for j, part in enumerate(content):
+            if not isinstance(part, dict):
+                raise _wrong_type(f"{field}[{j}]", part, "an object")
+            if part.get("type", "text") == "text":
+                text = part.get("text")
+                if not isinstance(text, str):
+                    raise _wrong_type(f"{field}[{j}].text", text, "a string")
+                texts.append(text)
+        return "\n".join(texts)
+    raise _wrong_type(field, content, "a string or an array of content parts")
+
+
+def _prompt_from_messages(messages: object) -> str:
+    """The last user message's text (the page puts the SD prompt there)."""
+    if messages is None:
+        raise InvalidRequestError("messages", None, "is required", status=422, code="missing_required_parameter")
+    if not isinstance(messages, list):
+        raise _wrong_type("messages", messages, "an array")
+    if not messages:
+        raise InvalidRequestError("messages", messages, "must not be empty")
+    prompt = None
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise _wrong_type(f"messages[{i}]", message, "an object")
+        role = message.get("role")
+        if not isinstance(role, str):
+            raise _wrong_type(f"messages[{i}].role", role, "a string")
+        if role not in ROLES:
+            raise InvalidRequestError(f"messages[{i}].role", role, f"must be one of {', '.join(ROLES)}")
+        content = message.get("content")
+        if role == "user":
+            prompt = _text_of(content, f"messages[{i}].content")
+        elif content is not None:
+            _text_of(content, f"messages[{i}].content")
+    if prompt is None:
+        raise InvalidRequestError("messages", None, "must contain a user message (its content is the prompt)")
+    if not prompt.strip():
+        raise InvalidRequestError("messages", prompt, "the last user message (the prompt) is empty")
+    return prompt
+
+
+def _check_chat_fields(data: Mapping[str, Any]) -> None:
+    """The page's fields that do not change an image, checked as OpenAI checks them."""
+    _number(data, "temperature", 0, 2)
+    _number(data, "top_p", 0, 1)
+    _number(data, "presence_penalty", -2, 2)
+    _number(data, "frequency_penalty", -2, 2)
+    _integer(data, "max_tokens", 1)
+    _string(data, "user")
+    stop = data.get("stop")
+    if stop is not None and not isinstance(stop, str):
+        if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
+            raise _wrong_type("stop", stop, "a string or an array of strings")
+        if len(stop) > 4:
+            raise InvalidRequestError("stop", stop, "must hold at most 4 strings")
+    bias = data.get("logit_bias")
+    if bias is not None:
+        if not isinstance(bias, dict):
+            raise _wrong_type("logit_bias", bias, "an object")
+        for token, value in bias.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise _wrong_type(f"logit_bias.{token}", value, "a number")
+            if not -100 <= value <= 100:
+                raise InvalidRequestError(f"logit_bias.{token}", value, "must be between -100 and 100")
+
+
+def _size(data: Mapping[str, Any]) -> tuple[int | None, int | None]:
+    size = _string(data, "size")
+    width = _integer(data, "width", 1)
+    height = _integer(data, "height", 1)
+    if size is not None and size.strip().lower() != "auto":
+        try:
+            return parse_size(size)
+        except ValidationError as exc:
+            raise InvalidRequestError("size", size, exc.reason) from None
+    return width, height
+
+
+def _params(data: Mapping[str, Any], prompt: str, served: ServedModel, num_images: int) -> GenerationParams:
+    """GenerationParams from the SD extras; its own checks, reported with the field's wire name."""
+    width, height = _size(data)
+    fields: dict[str, Any] = {"prompt": prompt, "model": served.model, "num_images": num_images}
+    fields["width"], fields["height"] = width, height
+    for name in ("seed", "num_inference_steps"):
+        if (value := _integer(data, name, 0)) is not None:
+            fields[name] = value
+    if data.get("guidance_scale") is not None:
+        _number(data, "guidance_scale", -math.inf, math.inf)
+        fields["guidance_scale"] = data["guidance_scale"]
+    for name in ("negative_prompt", "scheduler"):
+        if (value := _string(data, name)) is not None:
+            fields[name] = value
+    try:
+        return GenerationParams(**fields)
+    except ValidationError as exc:
+        field = {"num_images": "n"}.get(exc.field, exc.field)
+        raise InvalidRequestError(field, exc.value, exc.reason) from None
+
+
+def parse_chat_request(data: Mapping[str, Any], served: ServedModel, *, max_images: int = 4) -> IncomingChat:
+    """A chat-completions body → what to generate. ``n`` is the number of choices, ``batch_size``
+    the images in each; at most ``max_images`` images in all."""
+    model = _model(data, served, required=True)
+    prompt = _prompt_from_messages(data.get("messages"))
+    _check_chat_fields(data)
+    stream = data.get("stream", False)
+    if stream is None:
+        stream = False
+    if not isinstance(stream, bool):
+        raise _wrong_type("stream", stream, "a boolean")
+    options = data.get("stream_options")
+    if options is not None and not isinstance(options, dict):
+        raise _wrong_type("stream_options", options, "an object")
+    include_usage = bool(options and options.get("include_usage"))
+    n = _integer(data, "n", 1) or 1
+    batch = _integer(data, "batch_size", 1, MAX_BATCH_SIZE) or 1
+    if n * batch > max_images:
+        field = "n" if batch == 1 else "batch_size"
+        raise InvalidRequestError(field, n * batch, f"n × batch_size must be at most {max_images} on this server")
+    params = _params(data, prompt, served, n * batch)
+    return IncomingChat(params=params, model=model, choices=n, stream=stream, include_usage=include_usage)
+
+
+def parse_images_request(data: Mapping[str, Any], served: ServedModel, *, max_images: int = 4) -> IncomingImages:
+    """An images-generations body → what to generate."""
+    model = _model(data, served, required=False)
+    prompt = data.get("prompt")
+    if prompt is None:
+        raise InvalidRequestError("prompt", None, "is required", status=422, code="missing_required_parameter")
+    if not isinstance(prompt, str):
+        raise _wrong_type("prompt", prompt, "a string")
+    if not prompt.strip():
+        raise InvalidRequestError("prompt", prompt, "must not be empty")
+    _string(data, "user")
+    fmt = _string(data, "response_format") or "url"
+    if fmt not in ("url", "b64_json"):
+        raise InvalidRequestError("response_format", fmt, "must be 'url' or 'b64_json'")
+    n = _integer(data, "n", 1) or 1
+    if n > max_images:
+        raise InvalidRequestError("n", n, f"must be at most {max_images} on this server")
+    return IncomingImages(params=_params(data, prompt, served, n), model=model, response_format=fmt)
+
+
+# --- replies --------------------------------------------------------------------------------
+
+
+def image_markdown(png: bytes) -> str:
+    """``![image](data:image/png;base64,…)``: how a chat reply carries an image."""
+    return f"![image](data:image/png;base64,{base64.b64encode(png).decode('ascii')})"
+
+
+def _usage(prompt_tokens: int) -> dict[str, int]:
+    # No text is generated: the images are not counted as completion tokens.
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": 0, "total_tokens": prompt_tokens}
+
+
+def _choice_contents(pngs: Sequence[bytes], choices: int) -> list[str]:
+    per = max(1, len(pngs) // choices)
+    return ["\n".join(image_markdown(p) for p in pngs[i * per : (i + 1) * per]) for i in range(choices)]
+
+
+def chat_completion(
+    *, id: str, created: int, model: str, pngs: Sequence[bytes], choices: int, prompt_tokens: int
+) -> dict[str, Any]:
+    """The ``chat.completion`` reply: choice ``i`` holds its share of the images as markdown data URIs."""
+    return {
+        "id": id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [
+            {"index": i, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+            for i, content in enumerate(_choice_contents(pngs, choices))
+        ],
+        "usage": _usage(prompt_tokens),
+    }
+
+
+def chat_chunk(*, id: str, created: int, model: str, choices: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    """One ``chat.completion.chunk`` event body."""
+    return {
+        "id": id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": choices,
+        **extra,
+    }
+
+
+def chat_role_chunks(*, id: str, created: int, model: str, choices: int) -> list[dict[str, Any]]:
+    """The first events of a stream: each choice's role, sent before the images are ready."""
+    return [
+        chat_chunk(
+            id=id,
+            created=created,
+            model=model,
+            choices=[{"index": i, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}],
+        )
+        for i in range(choices)
+    ]
+
+
+def chat_chunks(
+    *,
+    id: str,
+    created: int,
+    model: str,
+    pngs: Sequence[bytes],
+    choices: int,
+    prompt_tokens: int,
+    include_usage: bool = False,
+) -> list[dict[str, Any]]:
+    """The rest of a stream once the images are made: each choice's content in one delta
+    (clients collect every delta), its ``finish_reason``, and the usage chunk when asked."""
+    events = []
+    for i, content in enumerate(_choice_contents(pngs, choices)):
+        events.append(
+            chat_chunk(
+                id=id,
+                created=created,
+                model=model,
+                choices=[{"index": i, "delta": {"content": content}, "finish_reason": None}],
+            )
+        )
+        events.append(
+            chat_chunk(
+                id=id, created=created, model=model, choices=[{"index": i, "delta": {}, "finish_reason": "stop"}]
+            )
+        )
+    if include_usage:
+        events.append(chat_chunk(id=id, created=created, model=model, choices=[], usage=_usage(prompt_tokens)))
+    return events
+
+
+def sse_event(data: Mapping[str, Any] | str) -> bytes:
+    """One server-sent event: ``data: …`` and a blank line."""
+    text = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
+    return f"data: {text}\n\n".encode()
+
+
+def images_reply(*, created: int, items: Sequence[Mapping[str, str]]) -> dict[str, Any]:
+    """The images reply: ``{"created", "data": [{"url"} | {"b64_json"}, …]}``."""
+    return {"created": created, "data": [dict(item) for item in items]}
+
+
+def models_reply(served: ServedModel) -> dict[str, Any]:
+    """``GET /v1/models``: the served model under each of its names."""
+    return {
+        "object": "list",
+        "data": [
+            {"id": name, "object": "model", "created": served.created, "owned_by": "sdkit"} for name in served.names
+        ],
+    }
+
+
+#: OpenAI's error ``type`` for each status the server sends.
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    413: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+def error_body(status: int, message: str, *, param: str | None = None, code: str | None = None) -> dict[str, Any]:
+    """OpenAI's error JSON: ``{"error": {"message", "type", "param", "code"}}``."""
+    kind = ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
+
+
+def refusal_message(exc: InvalidRequestError) -> str:
+    """The message of a refused request: names the field, never echoes a long value."""
+    if exc.field is None:
+        return exc.reason
+    return f"Invalid value for '{exc.field}': {exc.reason}"
