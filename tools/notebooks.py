@@ -104,64 +104,88 @@ sdkit info outputs/00000-1.png
 
 
 def api():
-    name = "01_api.ipynb"
+    name = "01_chat_completions_api.ipynb"
     return name, [
         md(f"""
-# Talking to a Stable Diffusion API
+# The chat-completions API: build, export, send, parse
 
 {colab_badge(name)}
 
-sdkit speaks the OpenAI-style relays: `POST /v1/chat/completions` with the prompt as the user message, and
-`POST /v1/images/generations`. Here the API is `sdkit.FakeRelay`, a small server on 127.0.0.1 that answers like
-a real relay (a flat-colour image per prompt), so this notebook runs offline. For a real relay set
-`SDKIT_BASE_URL` and `SDKIT_API_KEY` (in Colab: the 🔑 secrets panel) and leave the arguments out.
+The relay page (`shared/spec`) serves Stable Diffusion through an OpenAI-style `POST /v1/chat/completions`:
+model `stable-diffusion-api`, the prompt as the user message, a `chat.completion` reply whose message holds the
+image. Here the API is served by `sdkit serve` itself, from the embedded model, in the background on 127.0.0.1,
+so the notebook runs offline. For a real relay, set `SDKIT_BASE_URL` and `SDKIT_API_KEY` in the environment
+(in Colab: the 🔑 secrets panel) and skip the server cell: the key never goes into a cell.
 """),
         code(SETUP),
         code("""
+import os
+import secrets
+
 import sdkit
 
-relay = sdkit.FakeRelay(shape="progress-links").start()  # replies with progress text, previews, then the final link
-client = sdkit.Client(relay.url, api_key="sk-demo-not-a-real-key")
-client.has_key, sdkit.Secret("sk-demo-not-a-real-key")  # the key never shows: its repr is masked"""),
-        md("A request is a frozen, validated value; its body is exactly what the relay page shows:"),
+# A local server needs a key of its own: made here, kept in the environment, never shown.
+os.environ.setdefault("SDKIT_API_KEY", secrets.token_urlsafe(24))
+server = sdkit.serve_in_background(model="tiny", api_keys=[os.environ["SDKIT_API_KEY"]])
+os.environ["SDKIT_BASE_URL"] = server.url
+client = sdkit.Client()  # base URL and key from the environment (or Colab secrets)
+print("listening on loopback:", server.url.startswith("http://127.0.0.1:"), "| key loaded:", client.has_key)"""),
+        md("A request is a frozen, validated value; its body is exactly what the page shows:"),
         code("""
-request = sdkit.ChatRequest.from_prompt("a lighthouse at dusk, oil painting")
-print(request.to_json())
-print(sdkit.export_request(request, "curl"))  # also "python" and "js"; the key stays $SDKIT_API_KEY"""),
+request = sdkit.ChatRequest.from_prompt("a red circle on a blue background")
+print(request.to_json())"""),
+        md("Export it as a ready-to-run snippet, like the page's example code (the key stays `$SDKIT_API_KEY`):"),
+        code("""
+print(sdkit.export_request(request, "curl").replace(server.url, "http://127.0.0.1:PORT"))"""),
         md("""
-Send it. The client finds the image wherever the relay put it (here: the final download link after progress
-text and preview links), fetches the URL at once (such links expire) and checks the bytes are an image:
+Send it and parse the reply: the typed `chat.completion`, and the image found in the message (here a markdown
+data URI; the client knows every shape relays use, fetches URLs at once and checks the bytes are an image):
 """),
         code("""
 reply = client.chat(request)
-print(reply.reply.content)
+completion = reply.reply
+print(completion.object, "| choices:", len(completion.choices), "| finish:", completion.choices[0].finish_reason)
+print("usage:", completion.usage)
+print(completion.choices[0].message.content[:60], "…")
 image = reply.images[0]
 print(image.shape, image.mime, image.to_pil().size)"""),
+        code("""
+# NBVAL_IGNORE_OUTPUT
+image.to_pil().resize((128, 128))"""),
+        md("""
+Sampling fields of the page (temperature, top_p, n, stop, …) are checked before anything is sent;
+Stable Diffusion extras (seed, negative prompt, steps, guidance, size) go as top-level fields only when asked,
+since some relays refuse unknown fields. `sdkit serve` honours them:
+"""),
+        code("""
+try:
+    sdkit.ChatRequest.from_prompt("x", temperature=3)
+except sdkit.ValidationError as exc:
+    print(exc)
+extras = sdkit.ChatRequest.from_prompt("a red circle", extras=sdkit.SDExtras(seed=7, num_inference_steps=10))
+print(extras.to_json())"""),
         md("""
 As a backend, the API is interchangeable with `LocalBackend`: the same `GenerationParams` in, the same
-`GenerationResult` out, so sweeps and grids never ask which one they hold. Requests run concurrently
-(`max_concurrency`). A remote seed is known only when sent as an SD extra (`sd_extras=True`).
+`GenerationResult` out, so sweeps, grids and studies never ask which one they hold. Requests run concurrently.
+With the seed sent, the served image equals the local one:
 """),
         code("""
-backend = sdkit.RemoteBackend("chat", relay.url, api_key="sk-demo-not-a-real-key", sd_extras=True)
-result = backend.generate(sdkit.GenerationParams("a lighthouse at dusk", seed=10, num_images=4))
-print(result.seeds, result.model, result.backend)
-result"""),
-        md("""
-Relays fail in the usual ways. 429/5xx and dropped connections are retried with backoff, honouring
-`Retry-After`; other statuses become typed errors carrying the status, the request id and the server's message:
-"""),
-        code("""
-relay.script(sdkit.FakeReply.error(429, "slow down", retry_after=0.2), sdkit.FakeReply.dropped())
-print("attempts:", client.chat("a lighthouse").attempts)
+import numpy as np
 
-relay.script(sdkit.FakeReply.error(401, "Incorrect API key provided: sk-demo-not-a-real-key"))
-try:
-    client.chat("a lighthouse")
-except sdkit.AuthenticationError as err:
-    print(type(err).__name__, err.status_code, err.request_id, "-", err.message)  # the echoed key is scrubbed"""),
+remote = sdkit.RemoteBackend("chat", sd_extras=True)  # base URL and key from the environment
+params = sdkit.GenerationParams("a red circle on a blue background", seed=7, num_inference_steps=10)
+served = remote.generate(params)
+local = sdkit.LocalBackend(progress=False).generate(params)
+print(served.seeds, served.backend, "| same pixels (±1):",
+      int(np.abs(np.asarray(served.images[0], int) - np.asarray(local.images[0], int)).max()) <= 1)"""),
+        md("Errors are typed, carry the status and the server's message, and never the key:"),
         code("""
-relay.stop()"""),
+try:
+    sdkit.Client(server.url, api_key="wrong-key-wrong-key").chat("a red circle")
+except sdkit.AuthenticationError as err:
+    print(type(err).__name__, err.status_code, "-", err.message)"""),
+        code("""
+server.stop()"""),
     ]
 
 
