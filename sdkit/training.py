@@ -5,7 +5,7 @@ Two stages, both seeded and deterministic on the CPU (fixed thread count):
 1. an ``AutoencoderKL`` (4 blocks, scale factor 8 like real SD) learns to reconstruct the
    scenes of :mod:`sdkit.shapes`; it is then frozen and every scene is encoded once;
 2. a ``UNet2DConditionModel`` and a ``CLIPTextModel`` learn together with the usual
-   epsilon-prediction loss; 10% of the captions are dropped so classifier-free guidance works.
+   v-prediction loss; 10% of the captions are dropped so classifier-free guidance works.
    The saved weights are an exponential moving average of the trained ones.
 
 The result is an ordinary diffusers ``StableDiffusionPipeline`` folder.
@@ -41,7 +41,10 @@ class TrainConfig:
     vae_batch: int = 16
     vae_crop: int = 32
     vae_lr: float = 3e-3
-    unet_steps: int = 2000
+    decoder_steps: int = 600
+    decoder_batch: int = 8
+    decoder_lr: float = 1e-3
+    unet_steps: int = 1800
     unet_batch: int = 32
     unet_lr: float = 2e-3
     ema_decay: float = 0.998
@@ -60,17 +63,21 @@ class TrainReport:
     vae_loss: float
     unet_loss: float
     params: dict[str, int] = field(default_factory=dict)
+    decoder_s: float = 0.0
+    decoder_loss: float = 0.0
 
 
 def scheduler_config() -> dict[str, Any]:
     """The noise schedule of training and sampling: DDPM's linear betas (terminal SNR near zero,
-    so the background colour comes from the prompt, not from the starting noise)."""
+    so the background colour comes from the prompt, not from the starting noise) with
+    v-prediction (at high noise the model then predicts the picture itself, which the prompt
+    decides; epsilon-prediction left the prompt almost no say there)."""
     return {
         "beta_start": 0.0001,
         "beta_end": 0.02,
         "beta_schedule": "linear",
         "num_train_timesteps": 1000,
-        "prediction_type": "epsilon",
+        "prediction_type": "v_prediction",
         "steps_offset": 1,
     }
 
@@ -172,6 +179,34 @@ def train_vae(vae: Any, images: Any, config: TrainConfig, log: Callable[[str], N
     return running
 
 
+def finetune_decoder(vae: Any, images: Any, latents: Any, config: TrainConfig, log: Callable[[str], None]) -> float:
+    """Fine-tune the decoder alone on whole pictures (the crops leave its borders and colours rough).
+
+    ``latents`` are the frozen encoder's (unscaled), so the UNet's targets do not move."""
+    import torch
+
+    gen = torch.Generator().manual_seed(config.seed + 30)
+    params = [p for name, p in vae.named_parameters() if name.startswith(("decoder.", "post_quant_conv."))]
+    opt = torch.optim.Adam(params, lr=config.decoder_lr)
+    vae.train()
+    running = 0.0
+    for step in range(config.decoder_steps):
+        for group in opt.param_groups:
+            group["lr"] = _cosine_lr(step, config.decoder_steps, config.decoder_lr, warmup=20)
+        idx = torch.randint(0, len(images), (config.decoder_batch,), generator=gen)
+        x = _to_float(images[idx])
+        recon = vae.decode(latents[idx]).sample
+        loss = (recon - x).abs().mean() + (recon - x).pow(2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        running = 0.98 * running + 0.02 * loss.item() if step else loss.item()
+        if step % 100 == 0 or step == config.decoder_steps - 1:
+            log(f"decoder step {step}/{config.decoder_steps} loss {running:.4f}")
+    vae.eval()
+    return running
+
+
 def train_unet(
     unet: Any,
     text_encoder: Any,
@@ -214,7 +249,8 @@ def train_unet(
         xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
         context = text_encoder(ids)[0]
         pred = unet(xt, t, encoder_hidden_states=context).sample
-        loss = (pred - noise).pow(2).mean()
+        target = a.sqrt() * noise - (1 - a).sqrt() * x0  # v
+        loss = (pred - target).pow(2).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -244,7 +280,7 @@ def _tokenize(tokenizer: Any, texts: list[str]) -> Any:
 def train(out: Path, config: TrainConfig | None = None, log: Callable[[str], None] = print) -> TrainReport:
     """Train the shapes model from scratch and save it as a diffusers pipeline folder ``out``."""
     import torch
-    from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
 
     from .embedded import _load_tokenizer, write_tokenizer
     from .shapes import all_scenes, caption
@@ -283,8 +319,12 @@ def train(out: Path, config: TrainConfig | None = None, log: Callable[[str], Non
         )
     scale = float(1.0 / latents.std())
     vae.register_to_config(scaling_factor=scale)
-    latents = latents * scale
     log(f"vae done in {vae_s:.0f} s, loss {vae_loss:.4f}, scaling factor {scale:.4f}")
+    start = time.perf_counter()
+    decoder_loss = finetune_decoder(vae, images, latents, config, log)
+    decoder_s = time.perf_counter() - start
+    log(f"decoder done in {decoder_s:.0f} s, loss {decoder_loss:.4f}")
+    latents = latents * scale
 
     def save(folder: Path, ema: dict[str, Any]) -> None:
         unet_copy, text_copy = copy.deepcopy(unet), copy.deepcopy(text_encoder)
@@ -295,7 +335,7 @@ def train(out: Path, config: TrainConfig | None = None, log: Callable[[str], Non
             text_encoder=text_copy.eval(),
             tokenizer=tokenizer,
             unet=unet_copy.eval(),
-            scheduler=EulerDiscreteScheduler(**scheduler_config(), timestep_spacing="trailing"),
+            scheduler=DDIMScheduler(**scheduler_config(), timestep_spacing="trailing"),
             safety_checker=None,
             feature_extractor=None,
             requires_safety_checker=False,
@@ -314,7 +354,7 @@ def train(out: Path, config: TrainConfig | None = None, log: Callable[[str], Non
     import shutil
 
     shutil.rmtree(tok_dir, ignore_errors=True)
-    report = TrainReport(config, vae_s, unet_s, vae_loss, unet_loss, counts)
+    report = TrainReport(config, vae_s, unet_s, vae_loss, unet_loss, counts, decoder_s, decoder_loss)
     (out / "training.json").write_text(json.dumps(asdict(report), indent=2) + "\n")
     return report
 
