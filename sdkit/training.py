@@ -335,7 +335,9 @@ def train(out: Path, config: TrainConfig | None = None, log: Callable[[str], Non
             text_encoder=text_copy.eval(),
             tokenizer=tokenizer,
             unet=unet_copy.eval(),
-            scheduler=DDIMScheduler(**scheduler_config(), timestep_spacing="trailing"),
+            scheduler=DDIMScheduler(
+                **scheduler_config(), timestep_spacing="trailing", clip_sample=False, set_alpha_to_one=False
+            ),
             safety_checker=None,
             feature_extractor=None,
             requires_safety_checker=False,

@@ -86,3 +86,18 @@ def test_package_data_patterns_cover_every_shipped_model_file():
     files = [p.relative_to(root).as_posix() for p in (root / "models").rglob("*") if p.is_file()]
     assert files
     assert [f for f in files if not any(fnmatch.fnmatch(f, pat) for pat in patterns)] == []
+
+
+def test_tiny_tokenizer_knows_the_caption_words_and_still_tokenizes_others():
+    from transformers import CLIPTokenizer
+
+    from sdkit.shapes import COLOURS, SHAPES
+
+    tok = CLIPTokenizer.from_pretrained(str(embedded_model_path("tiny") / "tokenizer"))
+    assert tok.model_max_length == 77
+    for word in ("red", "blue", "circle", "square", "large", "white"):
+        assert len(tok(word).input_ids) == 3, word  # start, the whole word, end
+    for word in [*COLOURS, *SHAPES, "background"]:  # some split into pieces (merges of other words come first)
+        assert tok.decode(tok(word).input_ids, skip_special_tokens=True) == word
+    unknown = tok("a zyxwvut circle").input_ids
+    assert tok.decode(unknown, skip_special_tokens=True) == "a zyxwvut circle"
