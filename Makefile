@@ -10,6 +10,8 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_VERBOSITY := error
 export HF_HUB_DISABLE_PROGRESS_BARS := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
+# Idle OpenMP threads sleep instead of spinning: on a shared, busy machine spinning made torch ~10-100x slower.
+export OMP_WAIT_POLICY := PASSIVE
 
 .PHONY: install demo test lint format clean train-tiny adherence
 

@@ -2,7 +2,16 @@ import hashlib
 
 from sdkit.training import TrainConfig, train
 
-QUICK = TrainConfig(max_scenes=16, vae_steps=2, vae_batch=2, unet_steps=3, unet_batch=2, captions_per_scene=2)
+QUICK = TrainConfig(
+    max_scenes=16,
+    vae_steps=2,
+    vae_batch=2,
+    decoder_steps=2,
+    decoder_batch=2,
+    unet_steps=3,
+    unet_batch=2,
+    captions_per_scene=2,
+)
 
 
 def _digest(folder):
