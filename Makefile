@@ -10,8 +10,10 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_VERBOSITY := error
 export HF_HUB_DISABLE_PROGRESS_BARS := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
+# Idle OpenMP threads sleep instead of spinning: on a shared, busy machine spinning made torch ~10-100x slower.
+export OMP_WAIT_POLICY := PASSIVE
 
-.PHONY: install demo test bench lint format clean browser
+.PHONY: install demo test bench lint format clean browser train-tiny adherence
 
 install: $(STAMP)
 
@@ -55,3 +57,13 @@ format: $(STAMP)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache test-artifacts
+
+# Retrain the embedded `tiny` model from scratch (deterministic; ~30-60 min on 2 CPU cores) into sdkit/models/shapes.
+train-tiny: $(STAMP)
+	rm -rf runs/train-tiny
+	$(PY) -m sdkit.training --out runs/train-tiny
+	rm -rf sdkit/models/shapes && mkdir -p sdkit/models && cp -r runs/train-tiny sdkit/models/shapes
+
+# Prompt adherence of the embedded model, judged by a pixel classifier (prints NAME: VALUE (goal ...)).
+adherence: $(STAMP)
+	$(PY) -m benchmarks.adherence

@@ -38,7 +38,7 @@ def _add_generation_args(p: argparse.ArgumentParser) -> None:
         "--model",
         default="tiny",
         metavar="ID|PATH|tiny",
-        help="diffusers model id, local folder, or an embedded model (tiny, tiny-sdxl)",
+        help="diffusers model id, local folder, or an embedded model (tiny, tiny-random, tiny-sdxl)",
     )
     p.add_argument("--n", type=int, default=1, metavar="N", help="number of images (seeds SEED, SEED+1, …)")
 

@@ -1,11 +1,17 @@
 """The embedded default models: tiny Stable Diffusion pipelines built by sdkit's own code.
 
-No download: the weights come from a fixed seed, the tokenizer from a small hand-made BPE
-vocabulary. A model is built once into the cache folder and then loaded with diffusers'
-``from_pretrained(folder)`` exactly like a real model.
+No download. Every one is a diffusers folder loaded with ``from_pretrained(folder)`` exactly
+like a real model.
 
-- ``tiny``: SD 1.x architecture, 64×64 native size, random weights (draws noise-like pictures).
+- ``tiny`` (the default): SD 1.x architecture, 64×64, *trained* by :mod:`sdkit.training` on
+  scenes of coloured shapes (:mod:`sdkit.shapes`) and shipped inside the package
+  (``sdkit/models/shapes``): "a large red circle on a blue background" draws just that.
+- ``tiny-random``: the same architecture family with random weights, built from a fixed seed
+  into the cache folder (noise-like pictures); for tests of the plumbing.
 - ``tiny-sdxl``: SDXL architecture (two text encoders), 64×64, random weights; for the SDXL path.
+
+The tokenizers are small hand-made CLIP BPE vocabularies: whole words for a word list, single
+bytes for anything else.
 """
 
 from __future__ import annotations
@@ -23,7 +29,9 @@ __all__ = ["EMBEDDED_MODELS", "cache_dir", "embedded_model_path", "is_embedded"]
 #: Bump when a build changes, so caches rebuild.
 BUILD_VERSION = 1
 NATIVE_SIZE = 64
-EMBEDDED_MODELS = ("tiny", "tiny-sdxl")
+EMBEDDED_MODELS = ("tiny", "tiny-random", "tiny-sdxl")
+#: The trained model shipped with the package (``tiny``).
+SHIPPED_MODELS = {"tiny": "shapes"}
 
 #: Words the tiny tokenizer knows whole; anything else falls back to single bytes.
 VOCAB_WORDS = """
@@ -55,6 +63,8 @@ def embedded_model_path(name: str = "tiny") -> Path:
     """The folder of embedded model ``name``, built on first use."""
     if name not in EMBEDDED_MODELS:
         raise ModelError(f"model={name!r}: not an embedded model; known: {', '.join(EMBEDDED_MODELS)}")
+    if name in SHIPPED_MODELS:
+        return shipped_model_path(name)
     folder = cache_dir() / "models" / f"{name}-v{BUILD_VERSION}"
     if (folder / "model_index.json").is_file():
         return folder
@@ -69,6 +79,14 @@ def embedded_model_path(name: str = "tiny") -> Path:
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def shipped_model_path(name: str = "tiny") -> Path:
+    """The package folder of a trained model shipped with sdkit."""
+    folder = Path(__file__).parent / "models" / SHIPPED_MODELS[name]
+    if not (folder / "model_index.json").is_file():
+        raise ModelError(f"model={name!r}: its files are missing from the package ({folder})")
     return folder
 
 
@@ -275,4 +293,4 @@ def _build_sdxl(folder: Path) -> None:
     pipe.save_pretrained(str(folder))
 
 
-_BUILDERS = {"tiny": _build_sd, "tiny-sdxl": _build_sdxl}
+_BUILDERS = {"tiny-random": _build_sd, "tiny-sdxl": _build_sdxl}

@@ -35,7 +35,7 @@ def test_generate_twice_in_separate_processes_writes_identical_pngs(tmp_path):
 
     info = run_cli("info", str(tmp_path / "A" / "00001-8.png"))
     assert info.returncode == 0
-    assert "Steps: 4, Sampler: Euler, CFG scale: 7.5, Seed: 8, Size: 64x64" in info.stdout
+    assert "Steps: 4, Sampler: DDIM, CFG scale: 7.5, Seed: 8, Size: 64x64" in info.stdout
     assert '"seed": 8' in info.stdout
 
 

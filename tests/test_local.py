@@ -18,7 +18,7 @@ def test_generates_a_64px_image_with_full_result(backend):
     assert result.backend == "local"
     assert result.timings.generate_s > 0
     assert result.details["generator"] == "cpu"
-    assert result.details["scheduler_class"] == "EulerDiscreteScheduler"
+    assert result.details["scheduler_class"] == "DDIMScheduler"  # the trained model's own
     assert len(result.details["model_hash"]) == 64
 
 
@@ -59,7 +59,7 @@ def test_scheduler_by_a1111_name(backend):
     assert result.details["scheduler_config"]["use_karras_sigmas"] is True
     assert result.details["scheduler"] == "DPM++ 2M Karras"
     default = backend.generate(GenerationParams("x", seed=1, num_inference_steps=3))
-    assert default.details["scheduler_class"] == "EulerDiscreteScheduler"
+    assert default.details["scheduler_class"] == "DDIMScheduler"
 
 
 def test_other_size_and_sdxl_path():

@@ -49,8 +49,10 @@ def quickstart():
 
 {colab_badge(name)}
 
-Generate images with the embedded `tiny` model (built by sdkit itself, no download), look at them,
-and read their parameters back from the PNG files. Runs on a CPU in seconds.
+Generate images with the embedded `tiny` model, look at them, and read their parameters back from the PNG
+files. Runs on a CPU in seconds. `tiny` is a 64×64 Stable Diffusion model trained by sdkit itself on pictures of
+coloured shapes and shipped with it (no download): it draws circles, squares and triangles in eight colours on
+coloured backgrounds, as asked.
 """),
         code(SETUP),
         code("""

@@ -1,0 +1,37 @@
+import random
+
+import pytest
+
+from sdkit.shapes import COLOURS, SHAPES, Scene, all_scenes, caption, classify, random_scene, render
+
+
+def test_classifier_reads_back_the_scenes_it_draws():
+    scenes = all_scenes()
+    assert len(scenes) == len(SHAPES) * len(COLOURS) * (len(COLOURS) - 1) * 3 * 5
+    sample = random.Random(0).sample(scenes, 250)
+    wrong = [s for s in sample if classify(render(s)) != (s.colour, s.background, s.shape)]
+    assert wrong == []
+
+
+def test_classifier_says_none_on_a_plain_picture():
+    from PIL import Image
+
+    assert classify(Image.new("RGB", (64, 64), COLOURS["blue"])) == ("none", "blue", "none")
+
+
+def test_captions_name_the_scene_and_vary():
+    scene = Scene("triangle", "orange", "white", "medium", "left")
+    assert caption(scene, 0) == "an orange triangle on a white background"
+    rng = random.Random(3)
+    texts = {caption(scene, rng=rng) for _ in range(50)}
+    assert len(texts) > 5
+    assert all("orange triangle" in t for t in texts)
+    assert any(t.startswith("an orange") for t in texts)  # "an" before a vowel
+
+
+def test_scenes_are_seeded_and_never_same_colour_on_same_colour():
+    a = [random_scene(random.Random(7)) for _ in range(3)]
+    assert a[0] == a[1] == a[2]
+    assert all(s.colour != s.background for s in all_scenes())
+    with pytest.raises(ValueError, match="both 'red'"):
+        Scene("circle", "red", "red")
