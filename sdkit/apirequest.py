@@ -39,6 +39,19 @@ __all__ = [
     "request_headers",
 ]
 
+#: The page's optional chat-completions fields, in the order they are sent.
+OPTIONAL_CHAT_FIELDS = (
+    "temperature",
+    "top_p",
+    "n",
+    "stop",
+    "max_tokens",
+    "presence_penalty",
+    "frequency_penalty",
+    "logit_bias",
+    "user",
+)
+
 CHAT_PATH = "/v1/chat/completions"
 IMAGES_PATH = "/v1/images/generations"
 #: The model of the page's example.
@@ -302,18 +315,7 @@ class ChatRequest:
     def to_body(self) -> dict[str, Any]:
         """The JSON body: model, messages, then the optional fields that are set, then SD extras."""
         body: dict[str, Any] = {"model": self.model, "messages": [m.to_dict() for m in self.messages]}
-        optional = (
-            "temperature",
-            "top_p",
-            "n",
-            "stop",
-            "max_tokens",
-            "presence_penalty",
-            "frequency_penalty",
-            "logit_bias",
-            "user",
-        )
-        for name in optional:
+        for name in OPTIONAL_CHAT_FIELDS:
             value = getattr(self, name)
             if value is not None:
                 body[name] = list(value) if isinstance(value, tuple) else value

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .apirequest import OPTIONAL_CHAT_FIELDS
 from .errors import InvalidRequestError, ValidationError
 from .params import GenerationParams, parse_size
 
@@ -43,20 +44,7 @@ __all__ = [
 ]
 
 #: The page's chat-completions fields; accepted, checked, and (but for model, messages, n, stream) without effect.
-CHAT_FIELDS = (
-    "model",
-    "messages",
-    "temperature",
-    "top_p",
-    "n",
-    "stop",
-    "max_tokens",
-    "presence_penalty",
-    "frequency_penalty",
-    "logit_bias",
-    "user",
-    "stream",
-)
+CHAT_FIELDS = ("model", "messages", *OPTIONAL_CHAT_FIELDS, "stream")
 #: Stable Diffusion fields some relays read at the top level; honoured here.
 SD_EXTRAS = (
     "seed",
