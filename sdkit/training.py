@@ -65,6 +65,9 @@ class TrainReport:
     params: dict[str, int] = field(default_factory=dict)
     decoder_s: float = 0.0
     decoder_loss: float = 0.0
+    #: Share of (a sample of) the scenes whose VAE reconstruction :func:`~sdkit.shapes.classify` reads right.
+    recon_shape_accuracy: float = 0.0
+    recon_colour_accuracy: float = 0.0
 
 
 def scheduler_config() -> dict[str, Any]:
@@ -207,6 +210,27 @@ def finetune_decoder(vae: Any, images: Any, latents: Any, config: TrainConfig, l
     return running
 
 
+def _reconstruction_accuracy(vae: Any, scenes: list[Any], latents: Any, seed: int) -> tuple[float, float]:
+    """(shape colour, shape) accuracy of :func:`~sdkit.shapes.classify` on VAE reconstructions of up to 240 scenes.
+
+    The UNet cannot draw a shape better than the VAE decodes it: check this before training the UNet."""
+    import torch
+    from PIL import Image
+
+    from .shapes import classify
+
+    picks = sorted(random.Random(seed + 40).sample(range(len(scenes)), min(240, len(scenes))))
+    with torch.no_grad():
+        recon = vae.decode(latents[picks]).sample
+    pixels = ((recon.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    colour = shape = 0
+    for i, px in zip(picks, pixels, strict=True):
+        got_colour, _, got_shape = classify(Image.fromarray(px))
+        colour += got_colour == scenes[i].colour
+        shape += got_shape == scenes[i].shape
+    return colour / len(picks), shape / len(picks)
+
+
 def train_unet(
     unet: Any,
     text_encoder: Any,
@@ -324,6 +348,8 @@ def train(out: Path, config: TrainConfig | None = None, log: Callable[[str], Non
     decoder_loss = finetune_decoder(vae, images, latents, config, log)
     decoder_s = time.perf_counter() - start
     log(f"decoder done in {decoder_s:.0f} s, loss {decoder_loss:.4f}")
+    recon_colour, recon_shape = _reconstruction_accuracy(vae, scenes, latents, config.seed)
+    log(f"vae reconstructions read right: shape colour {recon_colour:.1%}, shape {recon_shape:.1%}")
     latents = latents * scale
 
     def save(folder: Path, ema: dict[str, Any]) -> None:
@@ -356,7 +382,9 @@ def train(out: Path, config: TrainConfig | None = None, log: Callable[[str], Non
     import shutil
 
     shutil.rmtree(tok_dir, ignore_errors=True)
-    report = TrainReport(config, vae_s, unet_s, vae_loss, unet_loss, counts, decoder_s, decoder_loss)
+    report = TrainReport(
+        config, vae_s, unet_s, vae_loss, unet_loss, counts, decoder_s, decoder_loss, recon_shape, recon_colour
+    )
     (out / "training.json").write_text(json.dumps(asdict(report), indent=2) + "\n")
     return report
 

@@ -36,6 +36,7 @@ def test_training_is_deterministic_and_saves_a_loadable_pipeline(tmp_path):
     assert a == b
     assert report.config == QUICK
     assert any("unet step 2/3" in line for line in logs)
+    assert any("vae reconstructions read right" in line for line in logs)
     pipe = StableDiffusionPipeline.from_pretrained(str(tmp_path / "a"))
     assert pipe.vae.config.scaling_factor != 0.18215  # measured on the training latents
     assert (tmp_path / "a" / "training.json").is_file()
