@@ -34,7 +34,10 @@ demo: $(STAMP)
 browser:
 	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	    for try in 1 2 3; do \
+	      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null \
+	        && break; sleep 10; \
+	    done; \
 	  else echo "note: chromium and chromium-driver are missing and this is not root: the browser test will be skipped"; fi; \
 	fi
 
