@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from .environment import capture_environment, environment_diff
 from .errors import SdkitError, ValidationError
+from .params import GenerationParams
 from .pngfile import atomic_write_bytes, png_bytes
 from .studyspec import StudySpec, parse_study_spec
 
@@ -391,8 +392,6 @@ def _save_grids(
 def verify_study(folder: str | Path, *, backend: Backend | None = None, progress: bool = True) -> Verification:
     """Check a run folder: every file against the manifest, then every local image made again the way
     it was made (same batches, same thread count) and compared, bytes first, then pixels."""
-    from PIL import Image
-
     folder = Path(folder)
     problems: list[str] = []
     for name in (SPEC, ENVIRONMENT, MANIFEST):
@@ -429,8 +428,6 @@ def verify_study(folder: str | Path, *, backend: Backend | None = None, progress
 
     _set_threads(recorded_env.get("torch_threads"))
     env_now = capture_environment()
-    from .params import GenerationParams
-
     batches: dict[str, list[dict[str, Any]]] = {}
     for e in intact:
         batches.setdefault(e["batch"]["id"], []).append(e)
@@ -439,32 +436,32 @@ def verify_study(folder: str | Path, *, backend: Backend | None = None, progress
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(intact), disable=not progress, unit="image", desc=f"verify {spec.name}")
+    by_cell = {e["cell"]: e for e in entries}
     try:
         for _, members in sorted(batches.items()):
-            members.sort(key=lambda m: m["batch"]["position"])
             full = members[0]["batch"]["cells"]
-            by_cell = {e["cell"]: e for e in entries}
             replay = [by_cell[c] for c in full if c in by_cell]  # the whole recorded batch, in order
             params = [GenerationParams.from_dict(r["params"]) for r in replay]
             results = backend.generate_many(params, return_errors=True)
             for r, outcome in zip(replay, results, strict=True):
                 if r not in members:
                     continue
-                checks[r["cell"]] = _compare(folder, r, outcome, Image)
+                checks[r["cell"]] = _compare(folder, r, outcome)
                 bar.update(1)
     finally:
         bar.close()
-    diff = tuple(d for d in environment_diff(recorded_env, env_now))
+    diff = tuple(environment_diff(recorded_env, env_now))
     return Verification(folder, tuple(checks[k] for k in sorted(checks)), diff, tuple(problems))
 
 
-def _compare(folder: Path, entry: dict[str, Any], outcome: Any, image_module: Any) -> ImageCheck:
+def _compare(folder: Path, entry: dict[str, Any], outcome: Any) -> ImageCheck:
     import numpy as np
+    from PIL import Image
 
     cell, name = entry["cell"], entry["file"]
     if isinstance(outcome, Exception):
         return ImageCheck(cell, name, "different", note=f"could not be made again: {outcome}")
-    with image_module.open(folder / name) as im:
+    with Image.open(folder / name) as im:
         stored_record = json.loads(im.info.get("sdkit", "{}"))
         stored = np.asarray(im.convert("RGB"), dtype=np.int16)
     fresh_image = outcome.images[0]
