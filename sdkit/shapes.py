@@ -45,7 +45,7 @@ COLOURS: dict[str, tuple[int, int, int]] = {
 }
 SHAPES = ("circle", "square", "triangle")
 #: Size word → side of the shape's bounding box in pixels (at 64×64).
-SIZES: dict[str, int] = {"small": 20, "medium": 30, "large": 42}
+SIZES: dict[str, int] = {"small": 24, "medium": 34, "large": 46}
 #: Position phrase → centre offset direction (x, y).
 POSITIONS: dict[str, tuple[int, int]] = {
     "center": (0, 0),
@@ -169,9 +169,10 @@ def _median(values: list[float]) -> float:
 def classify(image: Any) -> tuple[str, str, str]:
     """(shape colour, background colour, shape) read from a picture by simple pixel rules.
 
-    The background is the median colour of the border; the shape is every pixel far from it.
-    Its colour is the median of those pixels; its kind comes from how much of its bounding box
-    it fills (triangle ~0.5, circle ~0.79, square 1). ``"none"`` when no shape stands out.
+    The background is the median colour of the border; the shape's colour is the median of the
+    pixels far from it; the shape is every pixel nearer that colour than the background's. Its kind
+    comes from how much of its bounding box it fills (triangle ~0.5, circle ~0.79, square 1).
+    ``"none"`` when no shape stands out.
     """
     from PIL import Image
 
@@ -184,10 +185,18 @@ def classify(image: Any) -> tuple[str, str, str]:
     bg_rgb = tuple(_median([p[c] for p in border]) for c in range(3))
     background = _nearest_colour(bg_rgb)
     far = [sum((p[c] - bg_rgb[c]) ** 2 for c in range(3)) > 90**2 for p in px]
-    inside = [i for i, f in enumerate(far) if f]
-    if len(inside) < 40:
+    core = [i for i, f in enumerate(far) if f]
+    if len(core) < 40:
         return "none", background, "none"
-    colour = _nearest_colour(tuple(_median([px[i][c] for i in inside]) for c in range(3)))
+    fg_rgb = tuple(_median([px[i][c] for i in core]) for c in range(3))
+    colour = _nearest_colour(fg_rgb)
+    # The outline is where a pixel is nearer the shape's colour than the background's (half way along
+    # the line between them), so a soft edge or a faint shape keeps its true extent.
+    axis = [f - b for f, b in zip(fg_rgb, bg_rgb, strict=True)]
+    norm = sum(v * v for v in axis) or 1.0
+    inside = [i for i, p in enumerate(px) if sum((p[c] - bg_rgb[c]) * axis[c] for c in range(3)) > norm / 2]
+    if len(inside) < 40:
+        return colour, background, "none"
     xs = sorted(i % n for i in inside)
     ys = sorted(i // n for i in inside)
     # A robust bounding box: ignore the outer 1% of shape pixels on each side.

@@ -13,6 +13,18 @@ def test_classifier_reads_back_the_scenes_it_draws():
     assert wrong == []
 
 
+def test_classifier_reads_soft_edges_and_faint_pairs_right():
+    # A generated picture is never as crisp as a rendering: a blurred shape keeps its kind,
+    # also where shape and background are close colours (its outline is the half-way level).
+    from PIL import ImageFilter
+
+    sample = random.Random(1).sample(all_scenes(), 200)
+    sample += [Scene("triangle", "yellow", "white", "small"), Scene("square", "orange", "red", "small", "left")]
+    blurred = [(s, render(s).filter(ImageFilter.GaussianBlur(1))) for s in sample]
+    wrong = [s for s, image in blurred if classify(image) != (s.colour, s.background, s.shape)]
+    assert wrong == []
+
+
 def test_classifier_says_none_on_a_plain_picture():
     from PIL import Image
 
