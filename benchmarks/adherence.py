@@ -95,14 +95,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=8, help="seeds per prompt at the default guidance")
     parser.add_argument("--curve-seeds", type=int, default=4, help="seeds per prompt for the guidance curve")
     args = parser.parse_args(argv)
-    # Idle OpenMP threads sleep instead of spinning: on a shared machine spinning costs ~10x.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # OpenMP as the process found it: `make adherence` runs with torch's defaults, as a notebook does
+    # (`make test` exports OMP_WAIT_POLICY=PASSIVE, which makes a tiny model's steps ~3x slower).
     import torch
 
     torch.set_num_threads(2)
     backend = LocalBackend(device="cpu", progress=False)
     all_cases = cases()
-    print(f"threads: {torch.get_num_threads()}  load average: {os.getloadavg()[0]:.2f}")
+    policy = os.environ.get("OMP_WAIT_POLICY", "default")
+    print(f"threads: {torch.get_num_threads()}  OMP_WAIT_POLICY: {policy}  load average: {os.getloadavg()[0]:.2f}")
     s = score(backend, all_cases, args.seeds)
     print(f"prompts: {len(all_cases)} x {args.seeds} seeds = {s.n} images at guidance 7.5, 20 steps")
     print(f"shape_colour_right: {s.colour:.1%} (goal >= {GOALS['colour']:.0%})")

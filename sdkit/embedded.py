@@ -16,6 +16,7 @@ bytes for anything else.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -27,7 +28,7 @@ from .errors import ModelError
 __all__ = ["EMBEDDED_MODELS", "cache_dir", "embedded_model_path", "is_embedded"]
 
 #: Bump when a build changes, so caches rebuild.
-BUILD_VERSION = 1
+BUILD_VERSION = 2
 NATIVE_SIZE = 64
 EMBEDDED_MODELS = ("tiny", "tiny-random", "tiny-sdxl")
 #: The trained model shipped with the package (``tiny``).
@@ -106,6 +107,27 @@ def _bytes_to_unicode() -> dict[int, str]:
     return dict(zip(bs, (chr(c) for c in cs), strict=True))
 
 
+def _bpe(word: str, ranks: dict[tuple[str, str], int]) -> list[str]:
+    """The pieces CLIP's BPE makes of ``word`` with the merges ``ranks`` (lowest rank first)."""
+    parts = [*list(word[:-1]), word[-1] + "</w>"]
+    while len(parts) > 1:
+        pairs = set(itertools.pairwise(parts))
+        best = min(pairs, key=lambda pair: ranks.get(pair, len(ranks) + 1))
+        if best not in ranks:
+            break
+        out: list[str] = []
+        i = 0
+        while i < len(parts):
+            if i + 1 < len(parts) and (parts[i], parts[i + 1]) == best:
+                out.append(parts[i] + parts[i + 1])
+                i += 2
+            else:
+                out.append(parts[i])
+                i += 1
+        parts = out
+    return parts
+
+
 def write_tokenizer(folder: Path, words: list[str] | None = None) -> None:
     """A CLIP BPE tokenizer: 512 byte symbols, whole-word merges for ``words``, 2 specials."""
     words = VOCAB_WORDS if words is None else words
@@ -114,15 +136,18 @@ def write_tokenizer(folder: Path, words: list[str] | None = None) -> None:
     for s in symbols + [s + "</w>" for s in symbols]:
         vocab.setdefault(s, len(vocab))
     merges: list[str] = []
+    ranks: dict[tuple[str, str], int] = {}
     for word in dict.fromkeys(words):
-        parts = [*list(word[:-1]), word[-1] + "</w>"]
+        # Join whatever pieces the merges so far leave, left to right: every word becomes one token,
+        # and merges added later never change an earlier word (its own merges always rank first).
+        parts = _bpe(word, ranks)
         while len(parts) > 1:
-            merged = parts[0] + parts[1]
-            merge = f"{parts[0]} {parts[1]}"
-            if merge not in merges:
-                merges.append(merge)
-            vocab.setdefault(merged, len(vocab))
-            parts = [merged, *parts[2:]]
+            pair = (parts[0], parts[1])
+            if pair not in ranks:
+                ranks[pair] = len(merges)
+                merges.append(f"{parts[0]} {parts[1]}")
+            vocab.setdefault(parts[0] + parts[1], len(vocab))
+            parts = [parts[0] + parts[1], *parts[2:]]
     for special in ("<|startoftext|>", "<|endoftext|>"):
         vocab[special] = len(vocab)
     folder.mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from sdkit import ModelError, embedded_model_path
-from sdkit.embedded import write_tokenizer
+from sdkit.embedded import VOCAB_WORDS, write_tokenizer
 
 
 def _weights_digest(folder):
@@ -47,6 +47,8 @@ def test_tokenizer_knows_words_and_still_tokenizes_unknown_ones(tmp_path):
     tok = CLIPTokenizer.from_pretrained(str(tmp_path), model_max_length=77)
     ids = tok("a red circle").input_ids
     assert len(ids) == 5  # start, three whole words, end
+    for word in VOCAB_WORDS:  # every vocabulary word is one token, whatever the words before it
+        assert len(tok(word).input_ids) == 3, word
     unknown = tok("a zyxwvut thing").input_ids
     assert len(unknown) > 5
     assert tok.decode(unknown, skip_special_tokens=True) == "a zyxwvut thing"
@@ -97,7 +99,8 @@ def test_tiny_tokenizer_knows_the_caption_words_and_still_tokenizes_others():
     assert tok.model_max_length == 77
     for word in ("red", "blue", "circle", "square", "large", "white"):
         assert len(tok(word).input_ids) == 3, word  # start, the whole word, end
-    for word in [*COLOURS, *SHAPES, "background"]:  # some split into pieces (merges of other words come first)
+    for word in [*COLOURS, *SHAPES, "background", "small", "large", "left", "right", "top", "bottom", "center"]:
+        assert len(tok(word).input_ids) == 3, word
         assert tok.decode(tok(word).input_ids, skip_special_tokens=True) == word
     unknown = tok("a zyxwvut circle").input_ids
     assert tok.decode(unknown, skip_special_tokens=True) == "a zyxwvut circle"

@@ -1,5 +1,7 @@
 import hashlib
 
+import torch
+
 from sdkit.training import TrainConfig, train
 
 QUICK = TrainConfig(
@@ -38,6 +40,7 @@ def test_training_is_deterministic_and_saves_a_loadable_pipeline(tmp_path):
     assert any("unet step 2/3" in line for line in logs)
     assert any("vae reconstructions read right" in line for line in logs)
     pipe = StableDiffusionPipeline.from_pretrained(str(tmp_path / "a"))
+    assert pipe.unet.dtype == pipe.text_encoder.dtype == pipe.vae.dtype == torch.float32  # stored as float16
     assert pipe.vae.config.scaling_factor != 0.18215  # measured on the training latents
     assert (tmp_path / "a" / "training.json").is_file()
     c = train(tmp_path / "c", TrainConfig(**{**QUICK.__dict__, "seed": 1}), log=lambda line: None)
