@@ -1,15 +1,14 @@
-"""Draw the README's picture of the embedded model: a few prompts (rows) × seeds (columns).
+"""Draw the README's pictures of the embedded model (labelled grids made by sdkit itself).
 
-.venv/bin/python tools/readme_pictures.py      # writes docs/tiny-shapes.png
+.venv/bin/python tools/readme_pictures.py      # writes docs/tiny-shapes.png and docs/tiny-guidance.png
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from PIL import Image
-
 import sdkit
+from sdkit.grid import labelled_grid
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = (
@@ -17,20 +16,32 @@ PROMPTS = (
     "a large yellow square on a black background",
     "a small white triangle on a green background",
     "an orange circle on the left on a purple background",
+    "a purple triangle at the top, yellow background",
+    "a green square",
 )
 SEEDS = 4
-SCALE = 2
+GUIDANCE_PROMPT = "a small red triangle on a blue background"
+GUIDANCE = (1.0, 2.0, 4.0, 7.5)
 
 
 def main() -> None:
     backend = sdkit.LocalBackend(device="cpu", progress=False)
     results = backend.generate_many([sdkit.GenerationParams(p, seed=1, num_images=SEEDS) for p in PROMPTS])
-    side = 64 * SCALE
-    sheet = Image.new("RGB", (side * SEEDS, side * len(PROMPTS)), "white")
-    for row, result in enumerate(results):
-        for col, image in enumerate(result.images):
-            sheet.paste(image.resize((side, side), Image.Resampling.NEAREST), (col * side, row * side))
+    seeds = [f"seed {s}" for s in results[0].seeds]
+    sheet = labelled_grid([list(r.images) for r in results], x_labels=seeds, y_labels=PROMPTS)
     out = ROOT / "docs" / "tiny-shapes.png"
+    sheet.save(out, optimize=True)
+    print("wrote", out)
+
+    params = [sdkit.GenerationParams(GUIDANCE_PROMPT, seed=1, num_images=SEEDS, guidance_scale=g) for g in GUIDANCE]
+    results = backend.generate_many(params)
+    sheet = labelled_grid(
+        [list(r.images) for r in results],
+        x_labels=seeds,
+        y_labels=[f"CFG {g:g}" for g in GUIDANCE],
+        title=f'"{GUIDANCE_PROMPT}", 20 steps',
+    )
+    out = ROOT / "docs" / "tiny-guidance.png"
     sheet.save(out, optimize=True)
     print("wrote", out)
 
