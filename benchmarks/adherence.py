@@ -61,11 +61,23 @@ def _a(word: str) -> str:
 
 
 def score(
-    backend: LocalBackend, chosen: list[Case], seeds: int, guidance_scale: float = 7.5, steps: int = 20
+    backend: LocalBackend,
+    chosen: list[Case],
+    seeds: int,
+    guidance_scale: float = 7.5,
+    steps: int = 20,
+    scheduler: str | None = None,
 ) -> Scores:
     """Draw each case with seeds 0..seeds-1 and count what the classifier reads back right."""
     params = [
-        GenerationParams(c.prompt, seed=0, num_images=seeds, guidance_scale=guidance_scale, num_inference_steps=steps)
+        GenerationParams(
+            c.prompt,
+            seed=0,
+            num_images=seeds,
+            guidance_scale=guidance_scale,
+            num_inference_steps=steps,
+            scheduler=scheduler,
+        )
         for c in chosen
     ]
     right = {"colour": 0, "shape": 0, "background": 0}
@@ -94,6 +106,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.adherence", description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=8, help="seeds per prompt at the default guidance")
     parser.add_argument("--curve-seeds", type=int, default=4, help="seeds per prompt for the guidance curve")
+    parser.add_argument(
+        "--samplers",
+        default="Euler a,DPM++ 2M Karras",
+        help="other samplers (A1111 names, comma-separated) to score with --curve-seeds seeds; '' for none",
+    )
     args = parser.parse_args(argv)
     # OpenMP as the process found it: `make adherence` runs with torch's defaults, as a notebook does
     # (`make test` exports OMP_WAIT_POLICY=PASSIVE, which makes a tiny model's steps ~3x slower).
@@ -120,6 +137,12 @@ def main(argv: list[str] | None = None) -> int:
         f"adherence_rises_with_guidance: {'yes' if rising else 'no'} "
         f"({curve[0][1].mean:.1%} at {curve[0][0]:g} -> {curve[-1][1].mean:.1%} at {curve[-1][0]:g}) (goal yes)"
     )
+    for sampler in filter(None, (name.strip() for name in args.samplers.split(","))):
+        c = score(backend, all_cases, args.curve_seeds, scheduler=sampler)
+        print(
+            f"sampler {sampler}: colour {c.colour:.1%}  shape {c.shape:.1%}  background {c.background:.1%}"
+            f"  (n={c.n}, guidance 7.5, 20 steps; the figures above use the model's own DDIM)"
+        )
     t = time_per_image(backend)
     print(f"seconds_per_image: {t:.3f} (64x64, 20 steps, guidance 7.5, one image per call; goal well under 1 s)")
     return 0
