@@ -30,8 +30,11 @@ from typing import Any
 __all__ = ["TrainConfig", "TrainReport", "train"]
 
 NATIVE_SIZE = 64
-#: Pixels per latent cell: 16×16 latents at the native size, fine enough for a small triangle's corners.
-LATENT_FACTOR = 4
+#: The VAE's channels per block; each block after the first halves the picture, so the latents are
+#: 16×16 at the native size, fine enough for a small triangle's corners.
+VAE_CHANNELS = (16, 32, 64)
+#: Pixels per latent cell (diffusers' ``vae_scale_factor``).
+LATENT_FACTOR = 2 ** (len(VAE_CHANNELS) - 1)
 
 
 @dataclass(frozen=True)
@@ -96,11 +99,11 @@ def build_models(tokenizer: Any) -> tuple[Any, Any, Any]:
     from transformers import CLIPTextConfig, CLIPTextModel
 
     vae = AutoencoderKL(
-        block_out_channels=(16, 32, 64),
+        block_out_channels=VAE_CHANNELS,
         in_channels=3,
         out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 3,
-        up_block_types=("UpDecoderBlock2D",) * 3,
+        down_block_types=("DownEncoderBlock2D",) * len(VAE_CHANNELS),
+        up_block_types=("UpDecoderBlock2D",) * len(VAE_CHANNELS),
         latent_channels=4,
         layers_per_block=1,
         norm_num_groups=8,
