@@ -43,6 +43,47 @@ def _add_generation_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=int, default=1, metavar="N", help="number of images (seeds SEED, SEED+1, …)")
 
 
+def _threads(text: str):
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'must be "auto" or a positive integer, not {text!r}')
+    return value
+
+
+def _add_cpu_args(p: argparse.ArgumentParser) -> None:
+    cpu = p.add_argument_group("CPU", "how the local pipeline uses the CPU (recorded with every image)")
+    cpu.add_argument(
+        "--threads",
+        type=_threads,
+        default="auto",
+        metavar="N|auto",
+        help="torch threads (default auto: 1 for small models such as tiny, one per core for large ones)",
+    )
+    cpu.add_argument(
+        "--portable",
+        action="store_true",
+        help="the same pixels on any x86-64 CPU with AVX2 (one thread, AVX2 kernels, no oneDNN; slower)",
+    )
+
+
+def _local_backend(args: argparse.Namespace, **options):
+    from .local import LocalBackend
+
+    return LocalBackend(
+        device=args.device,
+        dtype=args.dtype,
+        memory=args.memory,
+        threads=args.threads,
+        portable=args.portable,
+        **options,
+    )
+
+
 def _build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -67,6 +108,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     gen.add_argument("--memory", default="none", help="memory preset: none, t4, low, minimal")
     gen.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _add_cpu_args(gen)
     _add_remote_args(gen)
     gen.set_defaults(func=_cmd_generate)
 
@@ -117,6 +159,7 @@ def _add_serve_parser(sub) -> None:
         "--dtype", default=None, help="auto (default: fp16 on GPU, fp32 on CPU), float32, float16, bfloat16"
     )
     serve.add_argument("--memory", default="none", help="memory preset: none, t4, low, minimal")
+    _add_cpu_args(serve)
     serve.set_defaults(func=_cmd_serve)
 
 
@@ -138,6 +181,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         device=args.device,
         dtype=args.dtype,
         memory=args.memory,
+        threads=args.threads,
+        portable=args.portable,
     )
     return 0
 
@@ -163,14 +208,13 @@ def _params_from_args(args: argparse.Namespace):
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    from .local import LocalBackend
     from .pngfile import save_result
 
     params = _params_from_args(args)
     if args.backend != "local":
         backend = _remote_backend_from_args(args)
     else:
-        backend = LocalBackend(device=args.device, dtype=args.dtype, memory=args.memory, progress=not args.no_progress)
+        backend = _local_backend(args, progress=not args.no_progress)
     result = backend.generate(params)
     for path in save_result(result, args.out):
         print(path)
@@ -352,6 +396,7 @@ def _add_sweep_parser(sub) -> None:
     sw.add_argument("--memory", default="none", help="memory preset: none, t4, low, minimal")
     sw.add_argument("--max-batch", type=int, default=8, metavar="N", help="most images per pipeline call (default 8)")
     sw.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _add_cpu_args(sw)
     _add_remote_args(sw)
     sw.set_defaults(func=_cmd_sweep, n=1)
 
@@ -375,7 +420,6 @@ def _sweep_from_args(args: argparse.Namespace):
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from .local import LocalBackend
     from .runner import run_sweep
 
     sweep = _sweep_from_args(args)
@@ -385,9 +429,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     if args.backend != "local":
         backend = _remote_backend_from_args(args)
     else:
-        backend = LocalBackend(
-            device=args.device, dtype=args.dtype, memory=args.memory, progress=False, max_batch=args.max_batch
-        )
+        backend = _local_backend(args, progress=False, max_batch=args.max_batch)
     try:
         result = run_sweep(sweep, backend, args.out, progress=not args.no_progress)
     finally:
@@ -420,6 +462,10 @@ def _add_study_parser(sub) -> None:
     run.add_argument("spec", help="the study's YAML spec")
     run.add_argument("--out", default=None, metavar="DIR", help="run folder (default: runs/NAME)")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    run.add_argument(
+        "--threads", type=_threads, default=None, metavar="N|auto", help="torch threads (the spec's `threads` key)"
+    )
+    run.add_argument("--portable", action="store_true", help="portable mode (the spec's `portable: true`)")
     run.set_defaults(func=_cmd_study_run)
     verify = actions.add_parser(
         "verify",
@@ -443,6 +489,8 @@ def _cmd_study_run(args: argparse.Namespace) -> int:
         raise ValidationError("spec", args.spec, "no such file")
     with open(args.spec, encoding="utf-8") as f:
         spec = parse_study_spec(f.read())
+    if args.threads is not None or args.portable:
+        spec = spec.with_cpu(threads=args.threads, portable=args.portable or spec.portable)
     print(f"study {spec.name}: {study_sweep(spec).count()} image(s)", file=sys.stderr)
     run = run_study(spec, args.out, progress=not args.no_progress)
     print(

@@ -30,7 +30,8 @@ def _versions() -> dict[str, str | None]:
 
 
 def capture_environment(*, with_torch: bool = True) -> dict[str, Any]:
-    """Python, platform, CPU, library versions and (with torch) threads and accelerators."""
+    """Python, platform, CPU, library versions and (with torch) its default thread count, the CPU
+    kernels it runs (``cpu_capability``: AVX512, AVX2, …), OpenMP's wait policy and accelerators."""
     env: dict[str, Any] = {
         "python": platform.python_version(),
         "implementation": sys.implementation.name,
@@ -46,6 +47,8 @@ def capture_environment(*, with_torch: bool = True) -> dict[str, Any]:
         except ImportError:
             return env
         env["torch_threads"] = torch.get_num_threads()
+        env["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+        env["omp_wait_policy"] = os.environ.get("OMP_WAIT_POLICY", "default").upper()
         env["cuda"] = torch.version.cuda
         env["cuda_available"] = torch.cuda.is_available()
         env["gpus"] = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import time
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .backend import ResultCallback, StepCallback
+from .cpu import CpuSettings, Threads, cpu_details, import_torch, numerics, resolve_threads
 from .embedded import NATIVE_SIZE, embedded_model_path, is_embedded
 from .errors import GenerationError, MissingDependencyError, ModelError, SdkitError, ValidationError
 from .params import GenerationParams
@@ -32,11 +34,7 @@ DEFAULT_MAX_BATCH = 8
 
 
 def _torch():
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - depends on the install
-        raise MissingDependencyError("torch", "local") from None
-    return torch
+    return import_torch()
 
 
 def pick_device(device: str | None = None) -> str:
@@ -88,6 +86,7 @@ class _Loaded:
     revision: str | None
     base_scheduler: tuple[str, dict[str, Any]]
     native_size: int
+    unet_params: int
     load_s: float
 
 
@@ -95,8 +94,11 @@ class LocalBackend:
     """Generates with diffusers on this machine.
 
     One pipeline is kept loaded and reused: asking for another model unloads the previous one.
-    Noise comes from one CPU ``torch.Generator`` per image, so a seed gives the same image on
-    any device (up to the device's float differences).
+    Noise comes from one CPU ``torch.Generator`` per image, so a seed gives the same start noise on
+    any device. The floats that follow depend on the CPU's kernels and thread count: ``threads``
+    (``"auto"``: one thread for small models, one per core for large ones) and ``portable=True``
+    (identical pixels on any x86-64 CPU with AVX2; see :mod:`sdkit.cpu`) decide them, and every
+    result records them.
 
     >>> backend = LocalBackend()                       # doctest: +SKIP
     >>> result = backend.generate(GenerationParams("a red circle", seed=7))  # doctest: +SKIP
@@ -112,7 +114,17 @@ class LocalBackend:
         memory: str = "none",
         progress: bool = True,
         max_batch: int = DEFAULT_MAX_BATCH,
+        threads: Threads = "auto",
+        portable: bool = False,
     ) -> None:
+        self.cpu = CpuSettings(threads, portable)
+        if portable and device not in (None, "auto", "cpu"):
+            raise ValidationError(
+                "device", device, "portable mode is for the CPU (GPU results depend on the GPU and its libraries)"
+            )
+        import_torch(portable=portable)
+        if portable:
+            device = "cpu"
         if memory not in MEMORY_PRESETS:
             raise ValidationError("memory", memory, f"must be one of {', '.join(MEMORY_PRESETS)}")
         if not isinstance(max_batch, int) or max_batch < 1:
@@ -128,7 +140,10 @@ class LocalBackend:
 
     def __repr__(self) -> str:
         model = self._loaded.model if self._loaded else None
-        return f"LocalBackend(device={self.device!r}, dtype={self.dtype!r}, memory={self.memory!r}, loaded={model!r})"
+        cpu = f", threads={self.cpu.threads!r}" + (", portable=True" if self.cpu.portable else "")
+        return (
+            f"LocalBackend(device={self.device!r}, dtype={self.dtype!r}, memory={self.memory!r}{cpu}, loaded={model!r})"
+        )
 
     # --- loading -------------------------------------------------------------------------
 
@@ -149,8 +164,11 @@ class LocalBackend:
         self.unload()
         start = time.perf_counter()
         torch = _torch()
+        _hide_torchvision_notice()
         try:
-            from diffusers import AutoPipelineForText2Image
+            # DiffusionPipeline imports only the class a folder names; AutoPipelineForText2Image imports
+            # every pipeline family (ControlNet's among them), ~3 s more before the first image.
+            from diffusers import DiffusionPipeline
         except ImportError:  # pragma: no cover - depends on the install
             raise MissingDependencyError("diffusers", "local") from None
         folder, revision = _model_folder(model)
@@ -162,11 +180,15 @@ class LocalBackend:
             pipe = None
             if self.dtype == "float16" and not is_embedded(model):
                 try:
-                    pipe = _from_pretrained(AutoPipelineForText2Image, source, dtype, variant="fp16")
+                    pipe = _from_pretrained(DiffusionPipeline, source, dtype, variant="fp16")
                 except (OSError, ValueError):
                     pipe = None
             if pipe is None:
-                pipe = _from_pretrained(AutoPipelineForText2Image, source, dtype)
+                pipe = _from_pretrained(DiffusionPipeline, source, dtype)
+            if not _is_text2image(pipe):
+                from diffusers import AutoPipelineForText2Image
+
+                pipe = AutoPipelineForText2Image.from_pipe(pipe)
         except (OSError, ValueError, KeyError) as exc:
             raise ModelError(
                 f"model={model!r}: could not load it as a diffusers text-to-image pipeline: {exc}"
@@ -185,6 +207,7 @@ class LocalBackend:
             revision=revision,
             base_scheduler=(type(base).__name__, dict(base.config)),
             native_size=int(native) if native else NATIVE_SIZE,
+            unet_params=sum(p.numel() for p in pipe.unet.parameters()),
             load_s=time.perf_counter() - start,
         )
         return self._loaded
@@ -281,8 +304,9 @@ class LocalBackend:
                 return tensors
 
             kwargs["callback_on_step_end"] = _callback
+        threads = resolve_threads(self.cpu, self.device, loaded.unet_params)
         start = time.perf_counter()
-        with torch.inference_mode():
+        with torch.inference_mode(), numerics(torch, threads, portable=self.cpu.portable):
             out = pipe(
                 prompt=prompts,
                 negative_prompt=negatives if any(negatives) else None,
@@ -307,8 +331,8 @@ class LocalBackend:
             "memory": self.memory,
             "generator": "cpu",
             "batch_size": len(prompts),
-            "torch_threads": torch.get_num_threads(),
-            "versions": _versions(),
+            **cpu_details(torch, threads, portable=self.cpu.portable),
+            "versions": dict(_versions()),
         }
         results = []
         offset = 0
@@ -369,6 +393,21 @@ def _from_pretrained(cls: Any, source: str, dtype: Any, **kwargs: Any) -> Any:
         return cls.from_pretrained(source, torch_dtype=dtype, **kwargs)
 
 
+def _is_text2image(pipe: Any) -> bool:
+    name = type(pipe).__name__
+    return not any(word in name for word in ("Img2Img", "Inpaint", "InstructPix2Pix", "Upscale", "Depth2Img"))
+
+
+def _hide_torchvision_notice() -> None:
+    """transformers says, once per image-processor class, that torchvision is missing and it falls back
+    to PIL: sdkit needs neither. Only that logger is quietened, and only when nobody set its level."""
+    import logging
+
+    notice = logging.getLogger("transformers.utils.import_utils")
+    if notice.level == logging.NOTSET:
+        notice.setLevel(logging.ERROR)
+
+
 def _quiet_loading() -> None:
     from diffusers.utils import logging as diffusers_logging
     from transformers.utils import logging as transformers_logging
@@ -405,6 +444,7 @@ def _jsonable(config: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+@functools.cache
 def _versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 

@@ -100,4 +100,5 @@ class GenerationResult:
 
 
 #: details that change from run to run and so stay out of the per-image record.
-_VOLATILE = frozenset({"raw_reply", "elapsed_s"})
+#: (OpenMP's wait policy changes the speed, never the floats.)
+_VOLATILE = frozenset({"raw_reply", "elapsed_s", "omp_wait_policy"})

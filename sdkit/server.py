@@ -209,6 +209,8 @@ def create_app(
     device: str | None = None,
     dtype: str | None = None,
     memory: str = "none",
+    threads: int | str = "auto",
+    portable: bool = False,
 ) -> FastAPI:
     """The API as a FastAPI app.
 
@@ -220,7 +222,8 @@ def create_app(
     With ``api_keys``, every ``/v1`` request needs ``Authorization: Bearer KEY``.
     At most ``max_queue`` requests wait (then 429), ``max_images`` images per request,
     ``max_body_bytes`` per body (then 413). Image URLs start with ``public_url`` when given
-    (e.g. a tunnel's address), else with the address the client used.
+    (e.g. a tunnel's address), else with the address the client used. ``threads`` and ``portable``
+    go to each :class:`~sdkit.LocalBackend` (see :mod:`sdkit.cpu`).
     """
     fastapi = _fastapi()
     from fastapi.exceptions import RequestValidationError
@@ -241,7 +244,8 @@ def create_app(
             raise ValidationError(name, value, f"must be an integer ≥ {lo}")
     keys = _check_keys(api_keys)
     served = _served_model(model, model_id)
-    workers = _backends(backend, concurrency, {"device": device, "dtype": dtype, "memory": memory})
+    local = {"device": device, "dtype": dtype, "memory": memory, "threads": threads, "portable": portable}
+    workers = _backends(backend, concurrency, local)
     queue = JobQueue(workers, max_queue=max_queue, warmup=model)
     store = ImageStore()
 

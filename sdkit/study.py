@@ -51,7 +51,16 @@ IMAGES = "images"
 REPLIES = "replies"
 REPORT = "report.html"
 #: Environment keys that change pixels: a resumed run in another environment is refused.
-PIXEL_KEYS = ("libraries.torch", "libraries.diffusers", "libraries.transformers", "torch_threads", "machine")
+PIXEL_KEYS = (
+    "libraries.torch",
+    "libraries.diffusers",
+    "libraries.transformers",
+    "torch_threads",
+    "cpu_capability",
+    "machine",
+)
+#: What a local image's record says about the CPU numerics it was made with (named when verify differs).
+CPU_KEYS = ("torch_threads", "cpu_capability", "portable", "device", "dtype")
 
 
 def _sha256(data: bytes) -> str:
@@ -152,22 +161,27 @@ def _load_spec(spec: StudySpec | str | Path | Mapping[str, Any]) -> StudySpec:
     return parse_study_spec(spec)
 
 
-def make_backend(spec: StudySpec, *, max_batch: int | None = None) -> Backend:
+def make_backend(spec: StudySpec, *, max_batch: int | None = None, threads: int | None = None) -> Backend:
     """The backend a spec names (the API key, for remote ones, comes from the environment)."""
     if spec.backend == "local":
         from .local import LocalBackend
 
-        return LocalBackend(progress=False, **({"max_batch": max_batch} if max_batch else {}))
+        options: dict[str, Any] = {"max_batch": max_batch} if max_batch else {}
+        return LocalBackend(
+            progress=False, threads=threads or spec.threads or "auto", portable=spec.portable, **options
+        )
     from .remote import RemoteBackend
 
     return RemoteBackend(spec.backend, spec.base_url, sd_extras=spec.sd_extras)
 
 
-def _set_threads(threads: int | None) -> None:
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
+def _recorded_threads(entries: list[dict[str, Any]]) -> int | None:
+    """The thread count the images of a run folder were made with (a spec without ``threads`` leaves
+    the choice to the backend, which records it per image)."""
+    for e in entries:
+        if isinstance(e, dict) and isinstance(e.get("torch_threads"), int):
+            return e["torch_threads"]
+    return None
 
 
 def load_manifest(folder: str | Path) -> list[dict[str, Any]]:
@@ -227,14 +241,13 @@ def run_study(
     if spec.backend != "local":
         (folder / REPLIES).mkdir(exist_ok=True)
 
-    if spec.backend == "local":
-        _set_threads(spec.threads)
-    backend = backend or make_backend(spec)
+    backend = backend or make_backend(spec, threads=_recorded_threads(load_manifest(folder)))
     environment = capture_environment(with_torch=spec.backend == "local")
     env_path = folder / ENVIRONMENT
     if env_path.exists():
         recorded_env = json.loads(env_path.read_text())
-        changed = [d for d in environment_diff(recorded_env, environment) if d[0] in PIXEL_KEYS]
+        # keys a folder made by an earlier sdkit did not record are not held against it
+        changed = [d for d in environment_diff(recorded_env, environment) if d[0] in PIXEL_KEYS and d[1] is not None]
         if changed:
             what = ", ".join(f"{k} {a!r} → {b!r}" for k, a, b in changed)
             raise ValidationError(
@@ -426,13 +439,13 @@ def verify_study(folder: str | Path, *, backend: Backend | None = None, progress
             checks[e["cell"]] = _check_archive(folder, e, spec.backend)
         return Verification(folder, tuple(checks[k] for k in sorted(checks)), (), tuple(problems))
 
-    _set_threads(recorded_env.get("torch_threads"))
-    env_now = capture_environment()
+    threads = _recorded_threads(entries) or recorded_env.get("torch_threads")
     batches: dict[str, list[dict[str, Any]]] = {}
     for e in intact:
         batches.setdefault(e["batch"]["id"], []).append(e)
     largest = max((e["batch"]["size"] for e in intact), default=1)
-    backend = backend or make_backend(spec, max_batch=largest)
+    backend = backend or make_backend(spec, max_batch=largest, threads=threads)
+    env_now = capture_environment()
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(intact), disable=not progress, unit="image", desc=f"verify {spec.name}")
@@ -474,7 +487,13 @@ def _compare(folder: Path, entry: dict[str, Any], outcome: Any) -> ImageCheck:
     max_diff = int(np.abs(fresh - stored).max())
     if max_diff == 0:
         return ImageCheck(cell, name, "pixels-identical", 0, note="the metadata differs")
-    return ImageCheck(cell, name, "different", max_diff)
+    return ImageCheck(cell, name, "different", max_diff, note=_cpu_difference(entry, outcome.details))
+
+
+def _cpu_difference(entry: Mapping[str, Any], now: Mapping[str, Any]) -> str:
+    """What decided the floats then and now, where it differs (e.g. ``torch_threads 2 → 1``)."""
+    changed = [f"{k} {entry.get(k)!r} → {now.get(k)!r}" for k in CPU_KEYS if k in entry and entry.get(k) != now.get(k)]
+    return ("made with other CPU settings: " + ", ".join(changed)) if changed else ""
 
 
 def _check_archive(folder: Path, entry: dict[str, Any], backend_name: str) -> ImageCheck:

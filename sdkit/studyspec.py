@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
 
 from .errors import ValidationError
 from .params import MAX_SEED, GenerationParams
@@ -31,6 +31,7 @@ _TOP_KEYS = (
     "seeds",
     "batch",
     "threads",
+    "portable",
 )
 _AXES = ("x", "y", "z")
 
@@ -38,7 +39,7 @@ _AXES = ("x", "y", "z")
 @dataclass(frozen=True)
 class StudySpec:
     """A study: base parameters, up to three axes in A1111 syntax, the seeds of every cell, and
-    how it runs (backend, batching, torch threads) so that ``verify`` can run it the same way."""
+    how it runs (backend, batching, torch threads, portable mode) so that ``verify`` can run it the same way."""
 
     name: str
     params: GenerationParams
@@ -48,8 +49,15 @@ class StudySpec:
     base_url: str | None = None
     description: str = ""
     batch: bool = True
-    threads: int | None = None
+    threads: int | Literal["auto"] | None = None
     sd_extras: bool = False
+    portable: bool = False
+
+    def with_cpu(self, *, threads: int | Literal["auto"] | None = None, portable: bool = False) -> StudySpec:
+        """The same study with these CPU settings (from the command line)."""
+        spec = replace(self, threads=threads if threads is not None else self.threads, portable=portable)
+        _check_cpu(spec.backend, spec.threads, spec.portable)
+        return spec
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved spec, as YAML/JSON-ready data (the form written into a run folder)."""
@@ -66,6 +74,7 @@ class StudySpec:
             "batch": self.batch,
             "threads": self.threads,
             "sd_extras": self.sd_extras if self.backend != "local" else None,
+            "portable": True if self.portable else None,  # absent when off, as in folders made before it existed
         }
         return {k: v for k, v in out.items() if v is not None and v != ""}
 
@@ -147,8 +156,8 @@ def parse_study_spec(source: str | Mapping[str, Any]) -> StudySpec:
     if not isinstance(batch, bool):
         raise _fail("batch", batch, "must be true or false")
     threads = data.get("threads")
-    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
-        raise _fail("threads", threads, "must be a positive integer")
+    portable = data.get("portable", False)
+    _check_cpu(backend, threads, portable)
     sd_extras = data.get("sd_extras", False)
     if not isinstance(sd_extras, bool):
         raise _fail("sd_extras", sd_extras, "must be true or false")
@@ -169,4 +178,17 @@ def parse_study_spec(source: str | Mapping[str, Any]) -> StudySpec:
         batch=batch,
         threads=threads,
         sd_extras=sd_extras,
+        portable=portable,
     )
+
+
+def _check_cpu(backend: str, threads: object, portable: object) -> None:
+    counted = isinstance(threads, int) and not isinstance(threads, bool) and threads >= 1
+    if threads is not None and threads != "auto" and not counted:
+        raise _fail("threads", threads, 'must be "auto" or a positive integer')
+    if not isinstance(portable, bool):
+        raise _fail("portable", portable, "must be true or false")
+    if portable and backend != "local":
+        raise _fail("portable", portable, "only applies to the local backend")
+    if portable and threads not in (None, "auto", 1):
+        raise _fail("threads", threads, "portable mode runs on one thread; leave threads out or set it to 1")

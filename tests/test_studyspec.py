@@ -63,3 +63,17 @@ def test_bad_keys_and_values_are_refused_with_their_path(patch, path):
 def test_invalid_yaml():
     with pytest.raises(ValidationError, match="not valid YAML"):
         parse_study_spec("name: [unclosed")
+
+
+def test_portable_key_is_checked_and_recorded_only_when_on():
+    from sdkit.studyspec import parse_study_spec
+
+    base = {"name": "s", "params": {"prompt": "a red circle"}}
+    assert "portable" not in parse_study_spec(base).to_dict()
+    spec = parse_study_spec({**base, "portable": True})
+    assert spec.portable and spec.to_dict()["portable"] is True
+    for bad, field in (({"portable": "yes"}, "portable"), ({"portable": True, "threads": 2}, "threads")):
+        with pytest.raises(ValidationError) as info:
+            parse_study_spec({**base, **bad})
+        assert info.value.field == field
+    assert parse_study_spec({**base, "threads": "auto"}).threads == "auto"
