@@ -11,6 +11,7 @@ export TRANSFORMERS_VERBOSITY := error
 export HF_HUB_DISABLE_PROGRESS_BARS := 1
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 # Idle OpenMP threads sleep instead of spinning: on a shared, busy machine spinning made torch ~10-100x slower.
+# sdkit sets this itself before it imports torch; exported here too for tests that import torch first.
 export OMP_WAIT_POLICY := PASSIVE
 
 .PHONY: install demo test bench lint format clean browser train-tiny adherence
@@ -47,6 +48,7 @@ test: $(STAMP) browser
 
 # Benchmarks: each prints `NAME: VALUE (goal …)` lines.
 bench: $(STAMP)
+	$(PY) -m benchmarks.cpu
 	$(PY) -m benchmarks.sweep
 	$(PY) -m benchmarks.serve
 
