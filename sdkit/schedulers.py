@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import ValidationError
+from .errors import MissingDependencyError, ValidationError
 
 __all__ = [
     "A1111_SCHEDULERS",
@@ -89,8 +89,12 @@ def a1111_name(class_name: str, config: dict[str, Any] | None = None) -> str:
 
 def make_scheduler(name: str, base_config: dict[str, Any]):
     """Build a diffusers scheduler named ``name`` from a pipeline's scheduler config."""
+    import importlib.util
+
     import diffusers
 
     cls_name, extra = scheduler_spec(name)
+    if cls_name == "LMSDiscreteScheduler" and importlib.util.find_spec("scipy") is None:
+        raise MissingDependencyError("scipy", "lms")
     cls = getattr(diffusers, cls_name)
     return cls.from_config(base_config, **extra)

@@ -15,6 +15,8 @@ BASE = {
 @pytest.mark.parametrize("name", sorted(A1111_SCHEDULERS))
 def test_every_a1111_name_builds_its_diffusers_scheduler(name):
     cls_name, extra = A1111_SCHEDULERS[name]
+    if cls_name == "LMSDiscreteScheduler":
+        pytest.importorskip("scipy", reason="LMS needs the lms extra (scipy)")
     scheduler = make_scheduler(name, BASE)
     assert type(scheduler).__name__ == cls_name
     for key, value in extra.items():
@@ -33,3 +35,22 @@ def test_unknown_scheduler_names_the_value():
 
 def test_unknown_class_keeps_its_own_name():
     assert a1111_name("FancyScheduler") == "FancyScheduler"
+
+
+def test_lms_without_scipy_names_the_extra_to_install(monkeypatch):
+    import importlib.util
+
+    from sdkit.errors import MissingDependencyError
+    from sdkit.schedulers import make_scheduler
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "scipy" else real(name, *a))
+    with pytest.raises(MissingDependencyError, match=r"sdkit-lab\[lms\]"):
+        make_scheduler("LMS", {})
+
+
+def test_lms_runs_when_scipy_is_there():
+    pytest.importorskip("scipy")
+    from sdkit.schedulers import make_scheduler
+
+    assert type(make_scheduler("LMS Karras", {})).__name__ == "LMSDiscreteScheduler"
