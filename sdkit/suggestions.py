@@ -31,11 +31,11 @@ def close_names(
     key = " ".join(word.split()).lower()
     by_lower = {c.lower(): c for c in choices}
     alias_targets = {k.lower(): v for k, v in (aliases or {}).items() if v in by_lower.values()}
-    found: list[str] = []
+    if key in by_lower:  # only the case differs: that is the one
+        return [by_lower[key]]
     if key in alias_targets:
-        found.append(alias_targets[key])
-    if key in by_lower:
-        found.append(by_lower[key])
+        return [alias_targets[key]]
+    found: list[str] = []
     for match in difflib.get_close_matches(key, [*by_lower, *alias_targets], n=n, cutoff=CUTOFF):
         found.append(by_lower.get(match) or alias_targets[match])
     return list(dict.fromkeys(found))[:n]
