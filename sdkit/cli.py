@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import tempfile
+import warnings
 from collections.abc import Sequence
 
 from .errors import SdkitError, ValidationError
@@ -546,13 +547,23 @@ def _cmd_study_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """sdkit's own warnings as one line (``sdkit: warning: …``); others as Python shows them."""
+    if category is UserWarning and os.path.basename(os.path.dirname(filename)) == "sdkit":
+        print(f"sdkit: warning: {message}", file=sys.stderr)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status (0 ok, 1 failure, 2 bad input)."""
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     parser = _build_parser()
     args = parser.parse_args(argv)
     try:
-        status = args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            status = args.func(args)
         sys.stdout.flush()  # a closed pipe shows here, not at exit
         return status
     except BrokenPipeError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import os
 import re
 import time
@@ -306,6 +307,7 @@ class LocalBackend:
                 return tensors
 
             kwargs["callback_on_step_end"] = _callback
+        _warn_truncated(pipe, prompts, negatives)
         threads = resolve_threads(self.cpu, self.device, loaded.unet_params)
         start = time.perf_counter()
         with torch.inference_mode(), numerics(torch, threads, portable=self.cpu.portable):
@@ -398,6 +400,43 @@ def _from_pretrained(cls: Any, source: str, dtype: Any, **kwargs: Any) -> Any:
 def _is_text2image(pipe: Any) -> bool:
     name = type(pipe).__name__
     return not any(word in name for word in ("Img2Img", "Inpaint", "InstructPix2Pix", "Upscale", "Depth2Img"))
+
+
+class _TruncationNotice(logging.Filter):
+    """Drops diffusers' "The following part of your input was truncated …" line, which prints the prompt's text."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("The following part of your input was truncated")
+
+
+_TRUNCATION_NOTICE = _TruncationNotice()
+
+
+def _warn_truncated(pipe: Any, prompts: Sequence[str], negatives: Sequence[str]) -> None:
+    """Warn once per prompt longer than the text encoder's token window, naming how many tokens are
+    dropped and the window (not the text: prompts can be private). Long prompts are cut, not yet
+    chunked; diffusers' own notice (the dropped text) and transformers' ("indexing errors", which
+    cannot happen here) are silenced."""
+    tokenizers = [t for t in (getattr(pipe, "tokenizer", None), getattr(pipe, "tokenizer_2", None)) if t is not None]
+    if not tokenizers:
+        return
+    logging.getLogger(type(pipe).__module__).addFilter(_TRUNCATION_NOTICE)
+    for tokenizer in tokenizers:
+        if isinstance(getattr(tokenizer, "deprecation_warnings", None), dict):
+            tokenizer.deprecation_warnings["sequence-length-is-longer-than-the-specified-maximum"] = True
+    for kind, texts in (("prompt", prompts), ("negative prompt", negatives)):
+        for text in dict.fromkeys(texts):
+            if not text:
+                continue
+            sizes = [(len(t(text, verbose=False).input_ids), t.model_max_length) for t in tokenizers]
+            length, window = max(sizes, key=lambda size: size[0] - size[1])
+            if length > window:
+                warnings.warn(
+                    f"a {kind} of {length} tokens was cut to the model's window of {window} "
+                    f"(start and end tokens included): its last {length - window} tokens are dropped",
+                    UserWarning,
+                    stacklevel=2,
+                )
 
 
 def _hide_torchvision_notice() -> None:
