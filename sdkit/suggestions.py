@@ -4,7 +4,7 @@ One helper on :func:`difflib.get_close_matches`, case-insensitive, with an optio
 other names people type (``cfg`` for ``guidance_scale``).
 
 >>> did_you_mean("Eular a", ["Euler", "Euler a", "DDIM"])
-"did you mean 'Euler a'?"
+"did you mean 'Euler a' or 'Euler'?"
 >>> did_you_mean("cfg", ["guidance_scale", "seed"], aliases={"cfg": "guidance_scale"})
 "did you mean 'guidance_scale'?"
 """
@@ -35,9 +35,11 @@ def close_names(
         return [by_lower[key]]
     if key in alias_targets:
         return [alias_targets[key]]
-    found: list[str] = []
-    for match in difflib.get_close_matches(key, [*by_lower, *alias_targets], n=n, cutoff=CUTOFF):
-        found.append(by_lower.get(match) or alias_targets[match])
+    candidates = [*by_lower, *alias_targets]
+    matches = difflib.get_close_matches(key, candidates, n=n, cutoff=CUTOFF)
+    # best first; equally close ones in the order given (difflib puts them in reverse alphabetical order)
+    matches.sort(key=lambda m: (-difflib.SequenceMatcher(None, key, m).ratio(), candidates.index(m)))
+    found = [by_lower.get(match) or alias_targets[match] for match in matches]
     return list(dict.fromkeys(found))[:n]
 
 
