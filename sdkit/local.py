@@ -433,7 +433,8 @@ def _warn_truncated(pipe: Any, prompts: Sequence[str], negatives: Sequence[str])
             if length > window:
                 warnings.warn(
                     f"a {kind} of {length} tokens was cut to the model's window of {window} "
-                    f"(start and end tokens included): its last {length - window} tokens are dropped",
+                    f"(start and end tokens included): its last {length - window} "
+                    f"token{'s are' if length - window > 1 else ' is'} dropped",
                     UserWarning,
                     stacklevel=2,
                 )
