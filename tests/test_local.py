@@ -201,7 +201,7 @@ def test_a_hub_id_not_cached_fails_at_once_when_offline(monkeypatch):
     from sdkit.local import check_model
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(ModelError, match="not in the local Hugging Face cache.*HF_HUB_OFFLINE is set") as info:
+    with pytest.raises(ModelError, match=r"not in the local Hugging Face cache.*HF_HUB_OFFLINE is set") as info:
         check_model("sdkit-tests/not-cached")
     assert not isinstance(info.value, InvalidModelError)  # not a typo: the hub is out of reach (exit 1)
 
