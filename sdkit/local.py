@@ -493,7 +493,7 @@ def _model_folder(model: str, *, check_hub: bool = True) -> tuple[Path | None, s
         raise InvalidModelError("model", model, f"a file, not a model folder; {_EXPECTED}")
     has_separator = "/" in model or os.path.sep in model
     if model.startswith((".", "/", "~")) or (has_separator and not _HUB_ID.fullmatch(model)):
-        raise InvalidModelError("model", model, "no such file or folder")
+        raise InvalidModelError("model", model, "no such folder")
     if model.lower().endswith(CHECKPOINT_SUFFIXES):
         raise InvalidModelError("model", model, f"no such file (and {_EXPECTED})")
     if not _HUB_ID.fullmatch(model):

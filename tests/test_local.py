@@ -174,8 +174,8 @@ def make_model_paths(tmp_path):
             "single-file checkpoints (style.safetensors)",
         ),
         ("{tmp}/download", "did you mean '{tmp}/download/sd15'?"),
-        ("{tmp}/missing", "no such file or folder"),
-        ("./missing", "no such file or folder"),
+        ("{tmp}/missing", "no such folder"),
+        ("./missing", "no such folder"),
         ("v1-5-pruned-emaonly.ckpt", "no such file"),
     ],
 )
