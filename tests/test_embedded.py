@@ -104,8 +104,3 @@ def test_tiny_tokenizer_knows_the_caption_words_and_still_tokenizes_others():
         assert tok.decode(tok(word).input_ids, skip_special_tokens=True) == word
     unknown = tok("a zyxwvut circle").input_ids
     assert tok.decode(unknown, skip_special_tokens=True) == "a zyxwvut circle"
-
-
-def test_a_near_miss_embedded_name_suggests_the_right_one():
-    with pytest.raises(ModelError, match="did you mean 'tiny-sdxl'"):
-        embedded_model_path("tiny_sdxl")

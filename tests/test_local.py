@@ -280,3 +280,10 @@ def test_the_same_long_prompt_in_one_call_warns_once(backend):
         warnings.simplefilter("always")
         backend.generate(GenerationParams("red circle " * 50, seed=1, num_inference_steps=1, num_images=3))
     assert len(caught) == 1
+
+
+def test_a_near_miss_embedded_name_suggests_the_right_one():
+    from sdkit.embedded import embedded_model_path
+
+    with pytest.raises(ModelError, match="did you mean 'tiny-sdxl'"):
+        embedded_model_path("tiny_sdxl")
