@@ -22,6 +22,7 @@ from typing import Any
 from .errors import ValidationError
 from .params import GenerationParams, parse_size
 from .schedulers import canonical_scheduler
+from .suggestions import did_you_mean
 
 __all__ = [
     "AXIS_PARAMS",
@@ -79,8 +80,9 @@ def canonical_param(name: str) -> str:
     key = name.strip().lower()
     key = ALIASES.get(key, key)
     if key not in AXIS_PARAMS and key != "prompt_matrix":
-        known = ", ".join([*AXIS_PARAMS, "prompt_matrix"])
-        raise ValidationError("axis", name, f"unknown parameter; known: {known}")
+        known = [*AXIS_PARAMS, "prompt_matrix"]
+        hint = did_you_mean(name, known, aliases=ALIASES)
+        raise ValidationError("axis", name, f"unknown parameter; {hint or 'known: ' + ', '.join(known)}")
     return key
 
 

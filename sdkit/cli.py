@@ -6,6 +6,8 @@ import argparse
 import json
 import os
 import sys
+import tempfile
+import warnings
 from collections.abc import Sequence
 
 from .errors import SdkitError, ValidationError
@@ -207,10 +209,34 @@ def _params_from_args(args: argparse.Namespace):
     )
 
 
+def _check_models(models) -> None:
+    """Refuse models that cannot load (unknown names, files, folders that are not pipelines) before
+    torch is imported; a hub id that is not cached fails at once when the hub cannot be reached."""
+    from .local import check_model
+
+    for model in dict.fromkeys(models):
+        check_model(model)
+
+
+def _check_out(folder: str) -> None:
+    """Refuse an output folder that cannot be written, before any generation (it is created now)."""
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise ValidationError("out", folder, "is a file; --out takes a folder")
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise ValidationError("out", folder, f"cannot write there: {exc.strerror or exc}") from None
+
+
 def _cmd_generate(args: argparse.Namespace) -> int:
     from .pngfile import save_result
 
     params = _params_from_args(args)
+    if args.backend == "local":
+        _check_models([params.model])
+    _check_out(args.out)
     if args.backend != "local":
         backend = _remote_backend_from_args(args)
     else:
@@ -226,6 +252,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
     from .imagemeta import read_image_metadata
 
+    if os.path.isdir(args.image):
+        raise ValidationError("image", args.image, "is a folder; give an image file (PNG, JPEG or WebP)")
     if not os.path.isfile(args.image):
         raise ValidationError("image", args.image, "no such file")
     try:
@@ -423,6 +451,10 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     from .runner import run_sweep
 
     sweep = _sweep_from_args(args)
+    if args.backend == "local":
+        axes = [axis.values for axis in sweep.axes.values() if axis.param == "model"]
+        _check_models([sweep.base.model, *(m for values in axes for m in values)])
+    _check_out(args.out)
     n = sweep.shape[3]
     shape = " x ".join(str(len(a)) for a in sweep.axes.values()) or "1 cell"
     print(f"sweep: {sweep.count()} image(s) ({shape}, {n} per cell) -> {args.out}", file=sys.stderr)
@@ -515,13 +547,30 @@ def _cmd_study_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """sdkit's own warnings as one line (``sdkit: warning: …``); others as Python shows them."""
+    if category is UserWarning and os.path.basename(os.path.dirname(filename)) == "sdkit":
+        print(f"sdkit: warning: {message}", file=sys.stderr)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status (0 ok, 1 failure, 2 bad input)."""
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     parser = _build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            status = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return status
+    except BrokenPipeError:
+        # `sdkit info X | head`: the reader left. Python's advice: point stdout at devnull so the
+        # flush at exit does not fail again, and end without a traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except ValidationError as exc:
         print(f"sdkit: error: {exc}", file=sys.stderr)
         return 2

@@ -24,6 +24,7 @@ import tempfile
 from pathlib import Path
 
 from .errors import ModelError
+from .suggestions import did_you_mean
 
 __all__ = ["EMBEDDED_MODELS", "cache_dir", "embedded_model_path", "is_embedded"]
 
@@ -63,7 +64,8 @@ def is_embedded(model: str) -> bool:
 def embedded_model_path(name: str = "tiny") -> Path:
     """The folder of embedded model ``name``, built on first use."""
     if name not in EMBEDDED_MODELS:
-        raise ModelError(f"model={name!r}: not an embedded model; known: {', '.join(EMBEDDED_MODELS)}")
+        hint = did_you_mean(name, EMBEDDED_MODELS) or f"known: {', '.join(EMBEDDED_MODELS)}"
+        raise ModelError(f"model={name!r}: not an embedded model; {hint}")
     if name in SHIPPED_MODELS:
         return shipped_model_path(name)
     folder = cache_dir() / "models" / f"{name}-v{BUILD_VERSION}"

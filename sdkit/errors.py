@@ -4,6 +4,7 @@
     ├── ValidationError (also ValueError)   bad input, refused before any model or network work
     ├── MissingDependencyError (also ImportError)   an optional extra is not installed
     ├── ModelError                          a model could not be built, found or loaded
+    │   └── InvalidModelError (also ValidationError)   a model name or path that cannot be one: refused before loading
     ├── GenerationError                     a pipeline call failed (e.g. out of GPU memory)
     └── APIError                            talking to a Stable Diffusion API went wrong
         ├── APIConnectionError              could not connect, or the connection dropped
@@ -39,6 +40,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "GenerationError",
+    "InvalidModelError",
     "InvalidRequestError",
     "MissingDependencyError",
     "ModelError",
@@ -80,6 +82,11 @@ class MissingDependencyError(SdkitError, ImportError):
 
 class ModelError(SdkitError):
     """A model could not be built, found or loaded."""
+
+
+class InvalidModelError(ModelError, ValidationError):
+    """A model name or path that cannot be a model sdkit loads (an unknown name, a missing path, a file,
+    a folder that is not a diffusers pipeline), refused before any loading; the message says what was found."""
 
 
 class GenerationError(SdkitError):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import os
+import re
 import time
 import warnings
 from collections.abc import Sequence
@@ -14,13 +16,14 @@ from typing import Any
 
 from .backend import ResultCallback, StepCallback
 from .cpu import CpuSettings, Threads, cpu_details, import_torch, numerics, resolve_threads
-from .embedded import NATIVE_SIZE, embedded_model_path, is_embedded
-from .errors import GenerationError, MissingDependencyError, ModelError, SdkitError, ValidationError
+from .embedded import EMBEDDED_MODELS, NATIVE_SIZE, embedded_model_path, is_embedded
+from .errors import GenerationError, InvalidModelError, MissingDependencyError, ModelError, SdkitError, ValidationError
 from .params import GenerationParams
 from .result import GenerationResult, Timings
 from .schedulers import a1111_name, make_scheduler
+from .suggestions import did_you_mean
 
-__all__ = ["MEMORY_PRESETS", "LocalBackend"]
+__all__ = ["MEMORY_PRESETS", "LocalBackend", "check_model"]
 
 #: Memory presets for small GPUs. ``t4`` suits a Colab T4 (15 GB) for SD 1.x/2.x and SDXL.
 MEMORY_PRESETS: dict[str, tuple[str, ...]] = {
@@ -163,6 +166,7 @@ class LocalBackend:
             return self._loaded
         self.unload()
         start = time.perf_counter()
+        folder, revision = _model_folder(model)
         torch = _torch()
         _hide_torchvision_notice()
         try:
@@ -171,7 +175,6 @@ class LocalBackend:
             from diffusers import DiffusionPipeline
         except ImportError:  # pragma: no cover - depends on the install
             raise MissingDependencyError("diffusers", "local") from None
-        folder, revision = _model_folder(model)
         source = str(folder) if folder is not None else model
         dtype = getattr(torch, self.dtype)
         if not self.progress:
@@ -196,7 +199,7 @@ class LocalBackend:
         self._apply_memory(pipe)
         pipe.set_progress_bar_config(disable=not self.progress)
         if folder is None:
-            folder, revision = _model_folder(model)
+            folder, revision = _model_folder(model, check_hub=False)
         base = pipe.scheduler
         native = pipe.unet.config.sample_size * getattr(pipe, "vae_scale_factor", 8)
         self._loaded = _Loaded(
@@ -304,6 +307,7 @@ class LocalBackend:
                 return tensors
 
             kwargs["callback_on_step_end"] = _callback
+        _warn_truncated(pipe, prompts, negatives)
         threads = resolve_threads(self.cpu, self.device, loaded.unet_params)
         start = time.perf_counter()
         with torch.inference_mode(), numerics(torch, threads, portable=self.cpu.portable):
@@ -398,6 +402,44 @@ def _is_text2image(pipe: Any) -> bool:
     return not any(word in name for word in ("Img2Img", "Inpaint", "InstructPix2Pix", "Upscale", "Depth2Img"))
 
 
+class _TruncationNotice(logging.Filter):
+    """Drops diffusers' "The following part of your input was truncated …" line, which prints the prompt's text."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("The following part of your input was truncated")
+
+
+_TRUNCATION_NOTICE = _TruncationNotice()
+
+
+def _warn_truncated(pipe: Any, prompts: Sequence[str], negatives: Sequence[str]) -> None:
+    """Warn once per prompt longer than the text encoder's token window, naming how many tokens are
+    dropped and the window (not the text: prompts can be private). Long prompts are cut, not yet
+    chunked; diffusers' own notice (the dropped text) and transformers' ("indexing errors", which
+    cannot happen here) are silenced."""
+    tokenizers = [t for t in (getattr(pipe, "tokenizer", None), getattr(pipe, "tokenizer_2", None)) if t is not None]
+    if not tokenizers:
+        return
+    logging.getLogger(type(pipe).__module__).addFilter(_TRUNCATION_NOTICE)
+    for tokenizer in tokenizers:
+        if isinstance(getattr(tokenizer, "deprecation_warnings", None), dict):
+            tokenizer.deprecation_warnings["sequence-length-is-longer-than-the-specified-maximum"] = True
+    for kind, texts in (("prompt", prompts), ("negative prompt", negatives)):
+        for text in dict.fromkeys(texts):
+            if not text:
+                continue
+            sizes = [(len(t(text, verbose=False).input_ids), t.model_max_length) for t in tokenizers]
+            length, window = max(sizes, key=lambda size: size[0] - size[1])
+            if length > window:
+                warnings.warn(
+                    f"a {kind} of {length} tokens was cut to the model's window of {window} "
+                    f"(start and end tokens included): its last {length - window} "
+                    f"token{'s are' if length - window > 1 else ' is'} dropped",
+                    UserWarning,
+                    stacklevel=2,
+                )
+
+
 def _hide_torchvision_notice() -> None:
     """transformers says, once per image-processor class, that torchvision is missing and it falls back
     to PIL: sdkit needs neither. Only that logger is quietened, and only when nobody set its level."""
@@ -416,22 +458,108 @@ def _quiet_loading() -> None:
     transformers_logging.disable_progress_bar()
 
 
-def _model_folder(model: str) -> tuple[Path | None, str | None]:
-    """The folder a model loads from and its hub revision, where they can be known."""
+#: Seconds the hub's reachability check may take before a model that is not cached is given up.
+HUB_CHECK_S = 2.0
+CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
+_EXPECTED = "sdkit loads diffusers folders (model_index.json)"
+
+
+def check_model(model: str) -> None:
+    """Refuse, before torch or diffusers are imported, a model that cannot load: an unknown name
+    (with close names suggested), a missing path, a file or a folder that is not a diffusers pipeline
+    (:class:`InvalidModelError`), a hub id that is not cached while the hub cannot be reached
+    (:class:`ModelError`). Embedded models pass without being built."""
+    if not is_embedded(model):
+        _model_folder(model)
+
+
+def _model_folder(model: str, *, check_hub: bool = True) -> tuple[Path | None, str | None]:
+    """The folder a model loads from and its hub revision, where they can be known: an embedded
+    model, a local diffusers folder, a cached hub snapshot; ``(None, None)`` for a hub id that
+    diffusers will download. Anything else is refused at once, saying what it is."""
     if is_embedded(model):
         return embedded_model_path(model), None
     path = Path(model).expanduser()
     if path.is_dir():
-        return path, None
-    if os.path.sep in model and not path.exists() and model.startswith((".", "/", "~")):
-        raise ModelError(f"model={model!r}: no such folder")
+        if (path / "model_index.json").is_file():
+            return path, None
+        raise InvalidModelError("model", model, _not_a_pipeline(path))
+    if path.exists():
+        if path.suffix.lower() in CHECKPOINT_SUFFIXES:
+            raise InvalidModelError(
+                "model", model, f"a single-file checkpoint; {_EXPECTED} — single-file loading comes later"
+            )
+        raise InvalidModelError("model", model, f"a file, not a model folder; {_EXPECTED}")
+    has_separator = "/" in model or os.path.sep in model
+    if model.startswith((".", "/", "~")) or (has_separator and not _HUB_ID.fullmatch(model)):
+        raise InvalidModelError("model", model, "no such folder")
+    if model.lower().endswith(CHECKPOINT_SUFFIXES):
+        raise InvalidModelError("model", model, f"no such file (and {_EXPECTED})")
+    if not _HUB_ID.fullmatch(model):
+        hint = did_you_mean(model, EMBEDDED_MODELS) or f"embedded models: {', '.join(EMBEDDED_MODELS)}"
+        raise InvalidModelError(
+            "model", model, f"not an embedded model, a local folder or a Hugging Face hub id (owner/name); {hint}"
+        )
     try:
         from huggingface_hub import snapshot_download
 
         folder = Path(snapshot_download(model, local_files_only=True))
-    except Exception:  # not cached yet: diffusers will fetch it
+    except Exception:  # not cached: diffusers will fetch it, if the hub can be reached
+        if check_hub and (why := _hub_unreachable()) is not None:
+            raise ModelError(
+                f"model={model!r}: not in the local Hugging Face cache, and the hub cannot be reached ({why}); "
+                "download it where there is a connection, or give a local diffusers folder"
+            ) from None
         return None, None
     return folder, folder.name
+
+
+def _not_a_pipeline(folder: Path) -> str:
+    """What a folder without model_index.json holds instead, and what sdkit expects."""
+    checkpoints = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in CHECKPOINT_SUFFIXES)
+    nested = sorted(p.parent for p in folder.glob("*/model_index.json"))
+    reason = f"could not load it: a folder without model_index.json; {_EXPECTED}"
+    if nested:
+        reason += f"; did you mean {str(nested[0])!r}?"
+    elif checkpoints:
+        shown = ", ".join(checkpoints[:3]) + (", …" if len(checkpoints) > 3 else "")
+        reason += f"; it holds single-file checkpoints ({shown}) — single-file loading comes later"
+    return reason
+
+
+def _hub_unreachable() -> str | None:
+    """Why the Hugging Face hub cannot be reached (offline mode, no connection), or None.
+    A TCP connection to the hub's host, bounded to :data:`HUB_CHECK_S` seconds (name lookup included);
+    behind a proxy nothing is checked."""
+    import socket
+    import threading
+    import urllib.parse
+    import urllib.request
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE"):
+        return "HF_HUB_OFFLINE is set"
+    url = urllib.parse.urlsplit(os.environ.get("HF_ENDPOINT") or constants.ENDPOINT)
+    if url.hostname is None or urllib.request.getproxies().get(url.scheme):
+        return None
+    port = url.port or (443 if url.scheme == "https" else 80)
+    outcome: list[str | None] = []
+
+    def probe() -> None:
+        try:
+            socket.create_connection((url.hostname, port), timeout=HUB_CHECK_S).close()
+            outcome.append(None)
+        except OSError as exc:
+            outcome.append(exc.strerror or str(exc) or type(exc).__name__)
+
+    thread = threading.Thread(target=probe, name="sdkit-hub-check", daemon=True)
+    thread.start()
+    thread.join(HUB_CHECK_S)
+    if not outcome:
+        return f"no answer from {url.hostname} in {HUB_CHECK_S:g} s"
+    return None if outcome[0] is None else f"{url.hostname}: {outcome[0]}"
 
 
 def _jsonable(config: dict[str, Any]) -> dict[str, Any]:

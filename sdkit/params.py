@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import secrets
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from typing import Any
 
 from .errors import ValidationError
 from .schedulers import canonical_scheduler
+from .suggestions import did_you_mean
 
 __all__ = ["MAX_SEED", "GenerationParams", "parse_size"]
 
@@ -20,6 +22,19 @@ MAX_STEPS = 500
 MAX_GUIDANCE = 100.0
 MAX_IMAGES = 64
 DEFAULT_MODEL = "tiny"
+
+#: Names people type for fields (A1111's, the CLI's flags, other tools'): refused, the field suggested.
+FIELD_ALIASES = {
+    "cfg": "guidance_scale",
+    "cfg_scale": "guidance_scale",
+    "steps": "num_inference_steps",
+    "sampler": "scheduler",
+    "sampler_name": "scheduler",
+    "negative": "negative_prompt",
+    "n": "num_images",
+    "batch_size": "num_images",
+    "checkpoint": "model",
+}
 
 
 def _is_int(value: object) -> bool:
@@ -54,6 +69,31 @@ def parse_size(text: str) -> tuple[int, int]:
     return width, height
 
 
+def _refuse_unknown_fields(cls):
+    """Turn ``GenerationParams(prompt, cfg=7)``'s TypeError into a :class:`ValidationError` naming the
+    field and the one meant; the generated ``__init__`` (its signature, frozen fields) stays as it is."""
+    generated = cls.__init__
+    names = [f.name for f in dataclasses.fields(cls)]
+
+    @functools.wraps(generated)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if not args and "prompt" not in kwargs:
+            raise ValidationError("prompt", None, "is required")
+        for key in kwargs:
+            if key not in names:
+                raise _unknown_field(key, kwargs[key], names)
+        generated(self, *args, **kwargs)
+
+    cls.__init__ = __init__
+    return cls
+
+
+def _unknown_field(key: str, value: object, names: list[str]) -> ValidationError:
+    hint = did_you_mean(key, names, aliases=FIELD_ALIASES)
+    return ValidationError(key, value, f"unknown parameter; {hint or 'known: ' + ', '.join(sorted(names))}")
+
+
+@_refuse_unknown_fields
 @dataclass(frozen=True)
 class GenerationParams:
     """Everything that decides an image, validated on construction.
@@ -122,7 +162,7 @@ class GenerationParams:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
-            raise ValidationError(unknown[0], data[unknown[0]], f"unknown parameter; known: {', '.join(sorted(names))}")
+            raise _unknown_field(unknown[0], data[unknown[0]], sorted(names))
         if "prompt" not in data:
             raise ValidationError("prompt", None, "is required")
         return cls(**data)

@@ -5,9 +5,11 @@ Pure tables and lookups; only :func:`make_scheduler` imports diffusers.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from .errors import MissingDependencyError, ValidationError
+from .suggestions import did_you_mean
 
 __all__ = [
     "A1111_SCHEDULERS",
@@ -50,19 +52,37 @@ SCHEDULER_CLASSES: frozenset[str] = frozenset(
 _BY_LOWER = {name.lower(): name for name in A1111_SCHEDULERS} | {cls.lower(): cls for cls in SCHEDULER_CLASSES}
 
 
+def _spelling(name: str) -> str:
+    """One spelling for the ways sampler names are written: A1111's labels (``DPM++ 2M Karras``),
+    its k-diffusion names (``k_dpmpp_2m_ka``, ``k_euler_a``) and ComfyUI's (``dpmpp_2m``, ``euler_ancestral``)."""
+    key = re.sub(r"[\s_-]+", "_", name.strip().lower()).replace("++", "pp")
+    key = re.sub(r"^(k_|sample_)", "", key)
+    key = re.sub(r"_ka$", "_karras", key)
+    key = re.sub(r"ancestral$", "a", key).replace("ancestral_", "a_")
+    return key.replace("dpm_2", "dpm2").replace("uni_pc", "unipc")
+
+
+#: Other spellings → canonical name (``k_euler_a`` → ``Euler a``); ``plms`` is diffusers' PNDM.
+_BY_SPELLING = {_spelling(name): name for name in A1111_SCHEDULERS} | {"plms": "PNDM"}
+
+
 def canonical_scheduler(name: str) -> str:
-    """The canonical spelling of an A1111 sampler or diffusers class name (case-insensitive).
+    """The canonical spelling of an A1111 sampler or diffusers class name (case-insensitive;
+    k-diffusion and ComfyUI names such as ``k_euler_a`` and ``dpmpp_2m_karras`` are accepted too).
 
     >>> canonical_scheduler("euler A")
     'Euler a'
+    >>> canonical_scheduler("k_dpmpp_2m_ka")
+    'DPM++ 2M Karras'
     """
     if not isinstance(name, str):
         raise ValidationError("scheduler", name, "must be a string")
-    found = _BY_LOWER.get(" ".join(name.split()).lower())
+    found = _BY_LOWER.get(" ".join(name.split()).lower()) or _BY_SPELLING.get(_spelling(name))
     if found is None:
+        hint = did_you_mean(name, [*A1111_SCHEDULERS, *sorted(SCHEDULER_CLASSES)])
         known = ", ".join(sorted(A1111_SCHEDULERS))
         raise ValidationError(
-            "scheduler", name, f"unknown scheduler; use an A1111 name ({known}) or a diffusers class name"
+            "scheduler", name, f"unknown scheduler; {hint or f'use an A1111 name ({known}) or a diffusers class name'}"
         )
     return found
 

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from .errors import ValidationError
 from .params import MAX_SEED, GenerationParams
+from .suggestions import did_you_mean
 
 __all__ = ["BACKENDS", "StudySpec", "parse_study_spec"]
 
@@ -103,7 +104,8 @@ def parse_study_spec(source: str | Mapping[str, Any]) -> StudySpec:
     data = _mapping("spec", data)
     unknown = [k for k in data if k not in _TOP_KEYS]
     if unknown:
-        raise _fail(str(unknown[0]), data[unknown[0]], f"unknown key; known: {', '.join(_TOP_KEYS)}")
+        hint = did_you_mean(str(unknown[0]), _TOP_KEYS)
+        raise _fail(str(unknown[0]), data[unknown[0]], f"unknown key; {hint or 'known: ' + ', '.join(_TOP_KEYS)}")
 
     name = data.get("name")
     if not isinstance(name, str) or not _NAME.match(name):
@@ -134,7 +136,8 @@ def parse_study_spec(source: str | Mapping[str, Any]) -> StudySpec:
     axes: dict[str, str] = {}
     for key, value in axes_in.items():
         if key not in _AXES:
-            raise _fail(f"axes.{key}", value, "unknown axis; use x, y and z")
+            hint = did_you_mean(str(key), _AXES)
+            raise _fail(f"axes.{key}", value, f"unknown axis; {hint + ' ' if hint else ''}use x, y and z")
         if not isinstance(value, str) or "=" not in value:
             raise _fail(f"axes.{key}", value, 'must look like "parameter=values", e.g. "guidance_scale=1,4,7.5"')
         axes[key] = value

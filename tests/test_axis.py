@@ -137,3 +137,10 @@ def test_an_axis_can_be_built_from_typed_values():
     assert axis.param == "num_inference_steps"
     with pytest.raises(ValidationError, match="num_inference_steps=0"):
         Axis("num_inference_steps", (4, 0))
+
+
+@pytest.mark.parametrize(("text", "meant"), [("cfgg=1,2", "guidance_scale"), ("Stepz=1,2", "num_inference_steps")])
+def test_a_misspelt_axis_name_suggests_the_parameter(text, meant):
+    with pytest.raises(ValidationError, match=f"did you mean '{meant}'") as info:
+        parse_axis(text)
+    assert info.value.field == "axis"

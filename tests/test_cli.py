@@ -176,3 +176,153 @@ def test_sweep_through_an_api_backend(tmp_path, capsys, monkeypatch):
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["backend"]["name"] == "images"
     assert [c["status"] for c in manifest["cells"]] == ["generated"] * 4
+
+
+# --- mistakes end fast: exit 2 (1 when the hub is out of reach), one line, no traceback -------------------
+
+FAST_S = 15
+
+
+def timed_cli(*args, env=None, cwd=None):
+    import time
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
+    env = {k: v for k, v in env.items() if v is not None}
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "sdkit", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=120
+    )
+    return proc, time.perf_counter() - start
+
+
+def closed_loopback_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+ONLINE_BUT_UNREACHABLE = {
+    "HF_HUB_OFFLINE": None,
+    "HF_ENDPOINT": f"http://127.0.0.1:{closed_loopback_port()}",
+    **dict.fromkeys(("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY")),
+}
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--model", "tiny2"], "model='tiny2': not an embedded model, a local folder or a Hugging Face hub id"),
+        (["--model", "tiny2"], "did you mean 'tiny'?"),
+        (["--model", "Tiny"], "did you mean 'tiny'?"),
+        (["--model", "{tmp}/sd15.safetensors"], "a single-file checkpoint; sdkit loads diffusers folders"),
+        (["--model", "{tmp}/loras"], "a folder without model_index.json"),
+        (["--scheduler", "Eular a"], "scheduler='Eular a': unknown scheduler; did you mean 'Euler a'"),
+        (["--out", "{tmp}/taken.png"], "out='{tmp}/taken.png': is a file; --out takes a folder"),
+        (["--out", "{tmp}/taken.png/images"], "out='{tmp}/taken.png/images': cannot write there"),
+    ],
+)
+def test_generate_mistakes_exit_2_at_once_with_a_suggestion(tmp_path, args, says):
+    (tmp_path / "sd15.safetensors").write_bytes(b"\0" * 16)
+    (tmp_path / "loras").mkdir()
+    (tmp_path / "taken.png").write_bytes(b"not yours")
+    args = [a.format(tmp=tmp_path) for a in args]
+    out = ["--out", str(tmp_path / "out")] if "--out" not in args else []
+    # online mode with the hub out of reach: nothing may wait on it
+    proc, seconds = timed_cli("generate", "a red circle", "--steps", "1", *out, *args, env=ONLINE_BUT_UNREACHABLE)
+    assert proc.returncode == 2, proc.stderr
+    assert seconds <= FAST_S
+    assert says.format(tmp=tmp_path) in proc.stderr
+    assert proc.stderr.startswith("sdkit: error: ") and "Traceback" not in proc.stderr
+    assert proc.stdout == ""
+    assert not (tmp_path / "out").exists()  # refused before any folder or image was made
+    assert (tmp_path / "taken.png").read_bytes() == b"not yours"
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({"HF_HUB_OFFLINE": "1"}, "HF_HUB_OFFLINE is set"),
+        (ONLINE_BUT_UNREACHABLE, "the hub cannot be reached (127.0.0.1: Connection refused)"),
+    ],
+)
+def test_a_hub_model_not_cached_fails_at_once_when_the_hub_is_out_of_reach(tmp_path, env, says):
+    proc, seconds = timed_cli("generate", "x", "--model", "sdkit-tests/not-cached", "--out", str(tmp_path), env=env)
+    assert proc.returncode == 1
+    assert seconds <= FAST_S
+    assert "model='sdkit-tests/not-cached': not in the local Hugging Face cache" in proc.stderr
+    assert says in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes anywhere")
+def test_an_unwritable_out_folder_is_refused_before_generating(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        proc, seconds = timed_cli("generate", "x", "--out", str(locked))
+    finally:
+        locked.chmod(0o755)
+    assert proc.returncode == 2
+    assert seconds <= FAST_S
+    assert "cannot write there: Permission denied" in proc.stderr
+
+
+def test_sweep_refuses_a_misspelt_model_or_axis_before_any_image(tmp_path):
+    out = tmp_path / "sweep"
+    proc, seconds = timed_cli("sweep", "x", "--x", "model=tiny,tiny2", "--out", str(out))
+    assert (proc.returncode, "model='tiny2'" in proc.stderr, "did you mean 'tiny'?" in proc.stderr) == (2, True, True)
+    assert seconds <= FAST_S
+    assert not out.exists()
+    proc, _ = timed_cli("sweep", "x", "--x", "cfgg=1,2", "--out", str(out))
+    assert proc.returncode == 2
+    assert "axis='cfgg': unknown parameter; did you mean 'guidance_scale'?" in proc.stderr
+
+
+def test_info_on_a_folder_says_it_is_a_folder(tmp_path, capsys):
+    assert main(["info", str(tmp_path)]) == 2
+    assert f"image='{tmp_path}': is a folder; give an image file" in capsys.readouterr().err
+
+
+def test_info_into_a_closed_pipe_ends_without_a_traceback(tmp_path):
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    info.add_text("parameters", "a cat\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1, Size: 8x8")
+    Image.new("RGB", (8, 8)).save(tmp_path / "i.png", pnginfo=info)
+    # like `sdkit info i.png | head -0`: the reader is gone before sdkit writes
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sdkit", "info", str(tmp_path / "i.png")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 1
+    assert "Traceback" not in err and "BrokenPipeError" not in err and "Exception ignored" not in err
+
+
+def test_a_long_prompt_warns_once_at_the_cli_naming_the_tokens_dropped(tmp_path):
+    prompt = "red circle " * 50
+    proc, _ = timed_cli("generate", prompt, "--steps", "1", "--seed", "1", "--out", str(tmp_path), "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    warning = (
+        "sdkit: warning: a prompt of 102 tokens was cut to the model's window of 77 (start and end tokens "
+        "included): its last 25 tokens are dropped"
+    )
+    assert proc.stderr.count(warning) == 1
+    assert "red circle" not in proc.stderr  # the dropped text is not printed (diffusers' notice did)
+
+
+def test_an_out_folder_that_refuses_files_is_refused_before_generating(tmp_path, capsys, monkeypatch):
+    import tempfile
+
+    def refuse(*args, **kwargs):  # what a read-only folder answers to anyone but root
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", refuse)
+    assert main(["generate", "x", "--out", str(tmp_path)]) == 2
+    assert f"out='{tmp_path}': cannot write there: Permission denied" in capsys.readouterr().err

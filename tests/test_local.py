@@ -130,3 +130,160 @@ def test_generate_many_reports_each_result_and_can_keep_going(backend):
     assert [r.params.prompt for r in results[:2]] == ["a", "b"]
     with pytest.raises(ModelError):
         backend.generate_many(broken)
+
+
+def closed_loopback_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def hub_unreachable(monkeypatch):
+    """Online mode, with the hub on a closed loopback port: a connection fails at once."""
+    from huggingface_hub import constants
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{closed_loopback_port()}")
+    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+
+
+def make_model_paths(tmp_path):
+    (tmp_path / "v1-5-pruned.safetensors").write_bytes(b"\0" * 16)
+    (tmp_path / "notes.txt").write_text("hello")
+    (tmp_path / "loras").mkdir()
+    (tmp_path / "loras" / "style.safetensors").write_bytes(b"\0" * 16)
+    (tmp_path / "download" / "sd15").mkdir(parents=True)
+    (tmp_path / "download" / "sd15" / "model_index.json").write_text("{}")
+
+
+@pytest.mark.parametrize(
+    ("model", "says"),
+    [
+        ("tiny2", "not an embedded model, a local folder or a Hugging Face hub id (owner/name); did you mean 'tiny'?"),
+        ("Tiny", "did you mean 'tiny'?"),
+        ("{tmp}/v1-5-pruned.safetensors", "a single-file checkpoint; sdkit loads diffusers folders (model_index.json)"),
+        ("{tmp}/notes.txt", "a file, not a model folder"),
+        (
+            "{tmp}/loras",
+            "folder without model_index.json; sdkit loads diffusers folders (model_index.json); it holds "
+            "single-file checkpoints (style.safetensors)",
+        ),
+        ("{tmp}/download", "did you mean '{tmp}/download/sd15'?"),
+        ("{tmp}/missing", "no such folder"),
+        ("./missing", "no such folder"),
+        ("v1-5-pruned-emaonly.ckpt", "no such file"),
+    ],
+)
+def test_a_model_that_cannot_be_one_is_refused_at_once_saying_what_it_is(tmp_path, hub_unreachable, model, says):
+    import time
+
+    from sdkit.errors import InvalidModelError
+    from sdkit.local import check_model
+
+    make_model_paths(tmp_path)
+    model = model.format(tmp=tmp_path)
+    start = time.perf_counter()
+    with pytest.raises(InvalidModelError) as info:
+        check_model(model)
+    assert time.perf_counter() - start < 1.0  # no hub call, no retries
+    assert (info.value.field, info.value.value) == ("model", model)
+    assert says.format(tmp=tmp_path) in str(info.value)
+    assert isinstance(info.value, ModelError) and isinstance(info.value, ValidationError)
+
+
+def test_a_hub_id_not_cached_fails_at_once_when_offline(monkeypatch):
+    from sdkit.errors import InvalidModelError
+    from sdkit.local import check_model
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelError, match=r"not in the local Hugging Face cache.*HF_HUB_OFFLINE is set") as info:
+        check_model("sdkit-tests/not-cached")
+    assert not isinstance(info.value, InvalidModelError)  # not a typo: the hub is out of reach (exit 1)
+
+
+def test_a_hub_id_not_cached_fails_within_the_check_bound_when_the_hub_cannot_be_reached(hub_unreachable):
+    import time
+
+    from sdkit.local import HUB_CHECK_S, check_model
+
+    start = time.perf_counter()
+    with pytest.raises(ModelError, match=r"not in the local Hugging Face cache, and the hub cannot be reached \(127"):
+        check_model("sdkit-tests/not-cached")
+    assert time.perf_counter() - start < HUB_CHECK_S + 1
+
+
+def test_a_cached_hub_id_loads_from_the_cache_without_asking_the_hub(tmp_path, monkeypatch, hub_unreachable):
+    from huggingface_hub import constants
+
+    from sdkit.local import _model_folder
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "models--sdkit-tests--cached"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    (repo / "snapshots" / commit).mkdir(parents=True)
+    (repo / "snapshots" / commit / "model_index.json").write_text("{}")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    folder, revision = _model_folder("sdkit-tests/cached")
+    assert folder == repo / "snapshots" / commit
+    assert revision == commit
+
+
+def test_a_local_diffusers_folder_and_the_embedded_models_pass(tmp_path):
+    from sdkit.local import _model_folder, check_model
+
+    make_model_paths(tmp_path)
+    assert _model_folder(str(tmp_path / "download" / "sd15")) == (tmp_path / "download" / "sd15", None)
+    for name in ("tiny", "tiny-random", "tiny-sdxl"):
+        check_model(name)  # embedded: nothing is built to check them
+
+
+def test_a_prompt_longer_than_the_window_warns_once_with_the_count_not_the_text(backend):
+    import logging
+    import warnings
+
+    records = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    logging.getLogger("diffusers").addHandler(handler)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            backend.generate(GenerationParams("red " * 75, seed=1, num_inference_steps=1))  # 75 + 2 = 77 tokens
+            assert caught == []
+            # the tiny tokenizer knows "red" and "circle" whole: 100 words are 102 tokens with start and end
+            backend.generate(
+                GenerationParams("red circle " * 50, negative_prompt="blue " * 76, seed=1, num_inference_steps=1)
+            )
+    finally:
+        logging.getLogger("diffusers").removeHandler(handler)
+    messages = [str(w.message) for w in caught]
+    assert messages == [
+        "a prompt of 102 tokens was cut to the model's window of 77 (start and end tokens included): "
+        "its last 25 tokens are dropped",
+        "a negative prompt of 78 tokens was cut to the model's window of 77 (start and end tokens included): "
+        "its last 1 token is dropped",
+    ]
+    assert all(issubclass(w.category, UserWarning) for w in caught)
+    assert not [r for r in records if "truncated" in r.getMessage()]  # diffusers' line printed the dropped text
+
+
+def test_the_same_long_prompt_in_one_call_warns_once(backend):
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        backend.generate(GenerationParams("red circle " * 50, seed=1, num_inference_steps=1, num_images=3))
+    assert len(caught) == 1
+
+
+def test_a_near_miss_embedded_name_suggests_the_right_one():
+    from sdkit.embedded import embedded_model_path
+
+    with pytest.raises(ModelError, match="did you mean 'tiny-sdxl'"):
+        embedded_model_path("tiny_sdxl")

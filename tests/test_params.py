@@ -91,3 +91,39 @@ def test_parse_size(text, size):
 def test_parse_size_refuses(text):
     with pytest.raises(ValidationError):
         parse_size(text)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "meant"),
+    [
+        ({"cfg": 7}, "guidance_scale"),
+        ({"steps": 4}, "num_inference_steps"),
+        ({"sampler": "Euler a"}, "scheduler"),
+        ({"guidance": 7.0}, "guidance_scale"),
+        ({"negative_promt": "x"}, "negative_prompt"),
+    ],
+)
+def test_an_unknown_field_is_a_validation_error_naming_the_field_meant(kwargs, meant):
+    [(key, value)] = kwargs.items()
+    with pytest.raises(ValidationError, match=f"did you mean '{meant}'") as info:
+        GenerationParams("a red circle", **kwargs)
+    assert (info.value.field, info.value.value) == (key, value)
+    with pytest.raises(ValidationError, match=f"did you mean '{meant}'"):
+        GenerationParams("a red circle", seed=1).replace(**kwargs)
+    with pytest.raises(ValidationError, match=f"did you mean '{meant}'"):
+        GenerationParams.from_dict({"prompt": "a red circle", **kwargs})
+
+
+def test_unknown_field_check_keeps_the_signature_and_frozenness():
+    import dataclasses
+    import inspect
+
+    params = inspect.signature(GenerationParams).parameters
+    assert list(params)[:3] == ["prompt", "negative_prompt", "seed"]
+    assert params["guidance_scale"].default == 7.5
+    p = GenerationParams("a", 2 * "b", 3, 4)  # positional arguments still work
+    assert (p.negative_prompt, p.seed, p.num_inference_steps) == ("bb", 3, 4)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        p.seed = 5
+    with pytest.raises(ValidationError, match="prompt=None: is required"):
+        GenerationParams()

@@ -54,3 +54,37 @@ def test_lms_runs_when_scipy_is_there():
     from sdkit.schedulers import make_scheduler
 
     assert type(make_scheduler("LMS Karras", {})).__name__ == "LMSDiscreteScheduler"
+
+
+@pytest.mark.parametrize(
+    ("name", "canonical"),
+    [
+        ("k_euler_a", "Euler a"),
+        ("k_euler_ancestral", "Euler a"),
+        ("euler_ancestral", "Euler a"),
+        ("Euler-a", "Euler a"),
+        ("k_lms_ka", "LMS Karras"),
+        ("k_dpm_2_a", "DPM2 a"),
+        ("dpm_2_ancestral", "DPM2 a"),
+        ("k_dpmpp_2m", "DPM++ 2M"),
+        ("k_dpmpp_2m_ka", "DPM++ 2M Karras"),
+        ("dpmpp_2m_karras", "DPM++ 2M Karras"),
+        ("dpmpp_2m_sde_karras", "DPM++ 2M SDE Karras"),
+        ("k_dpmpp_sde", "DPM++ SDE"),
+        ("uni_pc", "UniPC"),
+        ("plms", "PNDM"),
+    ],
+)
+def test_k_diffusion_and_comfyui_spellings_are_accepted(name, canonical):
+    assert canonical_scheduler(name) == canonical
+
+
+@pytest.mark.parametrize(
+    ("name", "meant"),
+    [("Eular a", "'Euler a'"), ("DPM++ 2M Karas", "'DPM++ 2M Karras'"), ("EulerDiscrete", "'EulerDiscreteScheduler'")],
+)
+def test_a_misspelt_scheduler_is_refused_with_the_close_name(name, meant):
+    with pytest.raises(ValidationError, match="did you mean") as info:
+        canonical_scheduler(name)
+    assert info.value.field == "scheduler"
+    assert meant in str(info.value)

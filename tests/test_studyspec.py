@@ -77,3 +77,18 @@ def test_portable_key_is_checked_and_recorded_only_when_on():
             parse_study_spec({**base, **bad})
         assert info.value.field == field
     assert parse_study_spec({**base, "threads": "auto"}).threads == "auto"
+
+
+@pytest.mark.parametrize(
+    ("spec", "field", "meant"),
+    [
+        ({"name": "a", "seed": [1]}, "seed", "seeds"),
+        ({"name": "a", "parms": {}}, "parms", "params"),
+        ({"name": "a", "params": {"prompt": "p", "cfg": 3}}, "params.cfg", "guidance_scale"),
+        ({"name": "a", "params": {"prompt": "p"}, "axes": {"X": "seed=1,2"}}, "axes.X", "x"),
+    ],
+)
+def test_a_misspelt_key_suggests_the_one_meant(spec, field, meant):
+    with pytest.raises(ValidationError, match=f"did you mean '{meant}'") as info:
+        parse_study_spec(spec)
+    assert info.value.field == field
