@@ -245,20 +245,22 @@ class PromptLab:
         self.last = result
         self.image.value = png_bytes(result.images[0])
         self.code.value = python_call(result.params, self.backend_code.get(self.backend.value, _backend_code(backend)))
-        self.status.value = (
-            f"seed {result.seeds[0]} · {result.params.width}×{result.params.height} · {result.timings.generate_s:.2f}s"
-        )
+        width, height = result.images[0].size  # the image's own size: a backend may leave the params' at None
+        self.status.value = f"seed {result.seeds[0]} · {width}×{height} · {result.timings.generate_s:.2f}s"
         self._add_history(HistoryEntry(params=result.params, backend=self.backend.value, result=result))
         return result
 
     def restore(self, index: int) -> None:
         """Put history entry ``index`` (0 = oldest shown) back into the controls and show its image."""
+        if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(self.history):
+            raise ValidationError("index", index, f"must be a history entry from 0 to {len(self.history) - 1}")
         entry = self.history[index]
         self.set_params(entry.params, entry.backend)
         self.lock_seed.value = True
         self.last = entry.result
         self.image.value = png_bytes(entry.result.images[0])
-        self.code.value = python_call(entry.params, self.backend_code.get(entry.backend, "sdkit.LocalBackend()"))
+        code = self.backend_code.get(entry.backend) or _backend_code(self.backends[entry.backend])
+        self.code.value = python_call(entry.params, code)
 
     def _add_history(self, entry: HistoryEntry) -> None:
         w = _widgets()

@@ -1,4 +1,8 @@
 import io
+import os
+import time
+from itertools import pairwise
+from pathlib import Path
 
 import pytest
 
@@ -138,6 +142,55 @@ def test_progress_bar_takes_each_step_while_generating(lab):
     assert steps_sent == before_image == [1, 2, 3, 4]
 
 
+KERNEL_CODE = """
+import time, sdkit
+from sdkit.widgets import PromptLab
+lab = PromptLab(sdkit.LocalBackend(progress=False))
+lab.steps.value = 4
+lab.generate()  # loads the model
+lab.seed.value = 2
+lab.progress.observe(lambda _change: time.sleep(0.25), names="value")  # each step takes a visible while
+print(lab.generate_button.comm.comm_id, lab.progress.comm.comm_id)
+"""
+
+
+def test_progress_reaches_a_front_end_step_by_step_from_a_real_kernel():
+    """What a browser receives: a kernel runs the panel, a Generate click arrives as a comm message
+    (as JupyterLab sends it) and each step's update leaves the kernel while the handler still runs."""
+    manager = pytest.importorskip("jupyter_client.manager")
+    pytest.importorskip("ipykernel")
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": root, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
+    km, kc = manager.start_new_kernel(kernel_name="python3", env=env, cwd=root)
+    try:
+        output = []
+        kc.execute_interactive(KERNEL_CODE, timeout=180, output_hook=output.append)
+        assert not [m for m in output if m["msg_type"] == "error"], output
+        button, progress = "".join(m["content"].get("text", "") for m in output if m["msg_type"] == "stream").split()
+        click = kc.session.msg(
+            "comm_msg", {"comm_id": button, "data": {"method": "custom", "content": {"event": "click"}}}
+        )
+        kc.shell_channel.send(click)
+        received, deadline = [], time.monotonic() + 120
+        while time.monotonic() < deadline:
+            msg = kc.get_iopub_msg(timeout=60)
+            if msg["parent_header"].get("msg_id") != click["header"]["msg_id"]:
+                continue
+            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                break
+            if msg["msg_type"] == "comm_msg":
+                comm, state = msg["content"]["comm_id"], msg["content"]["data"].get("state", {})
+                received.append((time.monotonic(), comm, state))
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+    steps = [(t, state["value"]) for t, comm, state in received if comm == progress and state.get("value")]
+    assert [value for _, value in steps] == [1, 2, 3, 4]
+    assert all(later - earlier > 0.15 for (earlier, _), (later, _) in pairwise(steps))  # not one burst
+    enabled_again = next(t for t, comm, state in received if comm == button and state.get("disabled") is False)
+    assert steps[-1][0] <= enabled_again  # all of them before the handler finished
+
+
 def test_progress_bar_stays_within_its_range_when_the_backend_counts_more_steps(lab):
     class Backend:  # a second-order scheduler calls back more often than it has steps
         name = "fake"
@@ -170,6 +223,29 @@ def test_backend_failure_is_shown_in_the_panel_not_raised():
     assert "ImportError: LMSDiscreteScheduler requires the scipy library" in lab.status.value
     assert lab.progress.bar_style == "danger" and not lab.generate_button.disabled
     assert lab.history == []
+
+
+def test_a_backend_that_leaves_the_size_to_the_model_shows_the_images_size_and_its_own_code():
+    from PIL import Image
+
+    from sdkit import ValidationError
+    from sdkit.result import GenerationResult
+
+    class Remote:
+        name = "relay"
+
+        def generate(self, params):
+            image = Image.new("RGB", (96, 64))
+            return GenerationResult(params, (image,), (params.seed,), params.model, self.name)
+
+    lab = PromptLab({"relay": Remote()})
+    lab.generate()
+    assert "96×64" in lab.status.value and "None" not in lab.status.value
+    lab.code.value = ""
+    lab.history_box.children[0].children[1].click()
+    assert "the relay backend" in lab.code.value and "LocalBackend" not in lab.code.value
+    with pytest.raises(ValidationError, match="index=1: must be a history entry from 0 to 0"):
+        lab.restore(1)
 
 
 @pytest.mark.parametrize(
