@@ -500,6 +500,8 @@ class SweepPanel:
         pixels), never stretched to the panel's width; a grid wider than the panel is shrunk to fit."""
         if not self.pages:
             return
+        if not isinstance(z, int) or isinstance(z, bool) or not 0 <= z < len(self.pages):
+            raise ValidationError("z", z, f"must be a grid page from 0 to {len(self.pages) - 1}")
         page = self.pages[z]
         factor = grid_scale(self.result, page) if self.result is not None else 1
         self.grid.value = png_bytes(page)

@@ -341,6 +341,7 @@ def test_grid_scale_brings_small_cells_up_to_about_grid_cell_px(small_sweep):
 
 
 def test_sweep_panel_shows_each_z_page(backend):
+    from sdkit import ValidationError
     from sdkit.widgets import SweepPanel
 
     panel = SweepPanel(backend)
@@ -355,6 +356,8 @@ def test_sweep_panel_shows_each_z_page(backend):
     panel.grid_page.value = 1
     assert bytes(panel.grid.value) == png_bytes(panel.pages[1]) != first
     assert [b.description for b in panel.viewer.buttons.values()] == ["CFG: 4, Seed: 5"]
+    with pytest.raises(ValidationError, match="z=2: must be a grid page from 0 to 1"):
+        panel.show_grid(2)
 
 
 def test_sweep_panel_names_an_output_folder_it_cannot_write(backend, tmp_path):
