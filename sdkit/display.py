@@ -8,6 +8,8 @@ import io
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from .errors import ValidationError
+
 if TYPE_CHECKING:
     from PIL.Image import Image
 
@@ -24,6 +26,8 @@ def image_data_uri(image: Image) -> str:
 
 def images_html(items: Sequence[tuple[Image, str]], *, max_side: int = 256) -> str:
     """A row of images, each with a caption underneath (sizes capped at ``max_side``)."""
+    if not isinstance(max_side, int) or isinstance(max_side, bool) or max_side < 16:
+        raise ValidationError("max_side", max_side, "must be a size in pixels, at least 16")
     cells = []
     for image, caption in items:
         w, h = image.size
@@ -44,9 +48,12 @@ def result_html(result: GenerationResult, *, max_side: int = 256) -> str:
         max_side=max_side,
     )
     p = result.params
+    width, height = p.width, p.height
+    if (width is None or height is None) and result.images:  # the backend did not say: the image does
+        width, height = result.images[0].size
     summary = (
         f"{html.escape(p.prompt)} · {p.num_inference_steps} steps · CFG {p.guidance_scale:g} · "
-        f"{p.width}×{p.height} · {html.escape(str(result.details.get('scheduler', p.scheduler or '')))} · "
+        f"{width}×{height} · {html.escape(str(result.details.get('scheduler') or p.scheduler or 'model default'))} · "
         f"{html.escape(result.model)} ({html.escape(result.backend)})"
     )
     return f"<div>{row}<div><small>{summary}</small></div></div>"

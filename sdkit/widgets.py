@@ -10,6 +10,7 @@ import inspect
 import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import MissingDependencyError, SdkitError, ValidationError
@@ -93,25 +94,38 @@ class PromptLab:
         backend_code: Mapping[str, str] | None = None,
     ) -> None:
         w = _widgets()
-        self.backends: dict[str, Backend] = dict(backend) if isinstance(backend, Mapping) else {backend.name: backend}
+        self.backends: dict[str, Backend] = dict(backend) if isinstance(backend, Mapping) else {_name(backend): backend}
         if not self.backends:
             raise ValidationError("backend", backend, "needs at least one backend")
+        for key, value in self.backends.items():
+            _check_backend(f"backend[{key!r}]" if isinstance(backend, Mapping) else "backend", value)
+        models = (models,) if isinstance(models, str) else tuple(models)
+        if not models or not all(isinstance(m, str) and m.strip() for m in models):
+            raise ValidationError("models", models, "needs at least one model name, e.g. ('tiny',)")
+        if not isinstance(history_size, int) or isinstance(history_size, bool) or history_size < 1:
+            raise ValidationError("history_size", history_size, "must be a whole number of entries, at least 1")
+        if params is not None and not isinstance(params, GenerationParams):
+            raise ValidationError("params", params, "must be a GenerationParams")
         self.backend_code = dict(backend_code or {})
         self.history: list[HistoryEntry] = []
         self.history_size = history_size
         self.last: GenerationResult | None = None
         start = params or GenerationParams("a red circle on a blue background", seed=1, model=models[0])
-        sizes = [(str(s), s) for s in SIZES]
+        sizes = _size_options(start.width, start.height)
         self.prompt = w.Textarea(value=start.prompt, description="Prompt", layout=w.Layout(width="100%"))
         self.negative_prompt = w.Textarea(
             value=start.negative_prompt, description="Negative", layout=w.Layout(width="100%")
         )
         self.seed = w.BoundedIntText(value=start.seed, min=0, max=MAX_SEED, description="Seed")
         self.lock_seed = w.Checkbox(value=True, description="lock seed", indent=False)
-        self.steps = w.IntSlider(value=start.num_inference_steps, min=1, max=150, description="Steps")
-        self.guidance = w.FloatSlider(value=start.guidance_scale, min=0.0, max=30.0, step=0.5, description="Guidance")
-        self.width = w.Dropdown(options=[("native", 0), *sizes], value=start.width or 0, description="Width")
-        self.height = w.Dropdown(options=[("native", 0), *sizes], value=start.height or 0, description="Height")
+        self.steps = w.IntSlider(
+            value=start.num_inference_steps, min=1, max=max(150, start.num_inference_steps), description="Steps"
+        )
+        self.guidance = w.FloatSlider(
+            value=start.guidance_scale, min=0.0, max=max(30.0, start.guidance_scale), step=0.5, description="Guidance"
+        )
+        self.width = w.Dropdown(options=sizes, value=start.width or 0, description="Width")
+        self.height = w.Dropdown(options=sizes, value=start.height or 0, description="Height")
         self.scheduler = w.Dropdown(
             options=[MODEL_DEFAULT, *A1111_SCHEDULERS], value=start.scheduler or MODEL_DEFAULT, description="Scheduler"
         )
@@ -120,7 +134,7 @@ class PromptLab:
         self.generate_button = w.Button(description="Generate", button_style="primary", icon="paint-brush")
         self.progress = w.IntProgress(value=0, min=0, max=1, description="", layout=w.Layout(width="50%"))
         self.status = w.HTML(value="")
-        self.image = w.Image(format="png", layout=w.Layout(width="256px", height="256px"))
+        self.image = w.Image(format="png", layout=w.Layout(width="256px", height="256px", object_fit="contain"))
         self.history_box = w.HBox(layout=w.Layout(overflow_x="auto"))
         self.code = w.Textarea(
             value="", description="Code", disabled=False, layout=w.Layout(width="100%", height="9em")
@@ -173,10 +187,14 @@ class PromptLab:
         self.prompt.value = params.prompt
         self.negative_prompt.value = params.negative_prompt
         self.seed.value = params.seed
+        self.steps.max = max(self.steps.max, params.num_inference_steps)
         self.steps.value = params.num_inference_steps
+        self.guidance.max = max(self.guidance.max, params.guidance_scale)
         self.guidance.value = params.guidance_scale
-        self.width.value = params.width if params.width in SIZES else 0
-        self.height.value = params.height if params.height in SIZES else 0
+        sizes = _size_options(params.width, params.height, self.width.value, self.height.value)
+        self.width.options = self.height.options = sizes  # a size outside SIZES gets its own entry
+        self.width.value = params.width or 0
+        self.height.value = params.height or 0
         self.scheduler.value = params.scheduler or MODEL_DEFAULT
         self.model.value = params.model
         if backend in self.backends:
@@ -185,13 +203,15 @@ class PromptLab:
     # --- actions ---------------------------------------------------------------------------
 
     def _show_error(self, exc: Exception) -> None:
-        import html
-
-        self.status.value = f'<span style="color:#b00">{html.escape(str(exc))}</span>'
+        self.status.value = _error_html(exc)
 
     def generate(self) -> GenerationResult | None:
         """Generate with the current settings; show the image, add it to the history, show its code.
-        Errors are shown in the status line, never raised into the notebook."""
+        Errors are shown in the status line, never raised into the notebook.
+
+        The progress bar follows the backend's steps as they happen (a backend whose ``generate``
+        takes ``on_step``, like :class:`~sdkit.LocalBackend`); in a kernel each update is sent to the
+        browser at once, while the handler is still running."""
         if not self.lock_seed.value:
             import secrets
 
@@ -203,18 +223,20 @@ class PromptLab:
             return None
         backend = self.backends[self.backend.value]
         self.generate_button.disabled = True
+        self.progress.bar_style = ""
         self.progress.max, self.progress.value = params.num_inference_steps, 0
         self.status.value = "generating…"
 
         def on_step(step: int, total: int) -> None:
-            self.progress.max, self.progress.value = total, step
+            if total != self.progress.max:
+                self.progress.max = total
+            self.progress.value = min(step, total)
 
+        steps = {"on_step": on_step} if _takes_on_step(backend) else {}
         try:
-            if "on_step" in inspect.signature(backend.generate).parameters:
-                result = backend.generate(params, on_step=on_step)
-            else:
-                result = backend.generate(params)
-        except SdkitError as exc:
+            result = backend.generate(params, **steps)
+        except Exception as exc:  # shown in the panel: a traceback in a widget callback is easily missed
+            self.progress.bar_style = "danger"
             self._show_error(exc)
             return None
         finally:
@@ -223,20 +245,22 @@ class PromptLab:
         self.last = result
         self.image.value = png_bytes(result.images[0])
         self.code.value = python_call(result.params, self.backend_code.get(self.backend.value, _backend_code(backend)))
-        self.status.value = (
-            f"seed {result.seeds[0]} · {result.params.width}×{result.params.height} · {result.timings.generate_s:.2f}s"
-        )
+        width, height = result.images[0].size  # the image's own size: a backend may leave the params' at None
+        self.status.value = f"seed {result.seeds[0]} · {width}×{height} · {result.timings.generate_s:.2f}s"
         self._add_history(HistoryEntry(params=result.params, backend=self.backend.value, result=result))
         return result
 
     def restore(self, index: int) -> None:
         """Put history entry ``index`` (0 = oldest shown) back into the controls and show its image."""
+        if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(self.history):
+            raise ValidationError("index", index, f"must be a history entry from 0 to {len(self.history) - 1}")
         entry = self.history[index]
         self.set_params(entry.params, entry.backend)
         self.lock_seed.value = True
         self.last = entry.result
         self.image.value = png_bytes(entry.result.images[0])
-        self.code.value = python_call(entry.params, self.backend_code.get(entry.backend, "sdkit.LocalBackend()"))
+        code = self.backend_code.get(entry.backend) or _backend_code(self.backends[entry.backend])
+        self.code.value = python_call(entry.params, code)
 
     def _add_history(self, entry: HistoryEntry) -> None:
         w = _widgets()
@@ -251,6 +275,39 @@ class PromptLab:
             button.on_click(lambda _b, i=i: self.restore(i))
             items.append(w.VBox([thumb, button]))
         self.history_box.children = items
+
+
+def _name(backend: Any) -> str:
+    name = getattr(backend, "name", None)
+    if not isinstance(name, str):
+        _check_backend("backend", backend)
+    return name
+
+
+def _check_backend(field: str, backend: Any) -> None:
+    if not (isinstance(getattr(backend, "name", None), str) and callable(getattr(backend, "generate", None))):
+        raise ValidationError(field, backend, "must be a backend such as sdkit.LocalBackend(), or a dict of them")
+
+
+def _takes_on_step(backend: Backend) -> bool:
+    try:
+        return "on_step" in inspect.signature(backend.generate).parameters
+    except (TypeError, ValueError):  # a callable without a signature
+        return False
+
+
+def _size_options(*extra: int | None) -> list[tuple[str, int]]:
+    """The size choices: native (0), the usual sizes, and any other size in ``extra``."""
+    sizes = sorted({*SIZES, *(s for s in extra if s)})
+    return [("native", 0), *((str(s), s) for s in sizes)]
+
+
+def _error_html(exc: BaseException) -> str:
+    """An error as a red line: sdkit's own errors already name the field and value; others get their type."""
+    import html
+
+    text = str(exc) if isinstance(exc, SdkitError) else f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+    return f'<span style="color:#b00">{html.escape(text)}</span>'
 
 
 def _backend_code(backend: Backend) -> str:
@@ -270,10 +327,17 @@ class SweepPanel:
     >>> SweepPanel(sdkit.LocalBackend())   # doctest: +SKIP
     """
 
-    def __init__(self, backend: Backend, *, params: GenerationParams | None = None, out: str | None = None) -> None:
+    def __init__(
+        self, backend: Backend, *, params: GenerationParams | None = None, out: str | Path | None = None
+    ) -> None:
         from .axis import AXIS_PARAMS
 
         w = _widgets()
+        _check_backend("backend", backend)
+        if params is not None and not isinstance(params, GenerationParams):
+            raise ValidationError("params", params, "must be a GenerationParams")
+        if out is not None and not isinstance(out, (str, Path)):
+            raise ValidationError("out", out, "must be a folder path (str or Path), or None to keep images in memory")
         self.backend_ = backend
         self.out = out
         self.result: SweepResult | None = None
@@ -285,8 +349,12 @@ class SweepPanel:
         )
         self.seed = w.BoundedIntText(value=start.seed, min=0, max=MAX_SEED, description="Seed")
         self.seeds = w.Text(value="1", description="Seeds/cell", placeholder="N, or 1,2,3")
-        self.steps = w.IntSlider(value=start.num_inference_steps, min=1, max=150, description="Steps")
-        self.guidance = w.FloatSlider(value=start.guidance_scale, min=0.0, max=30.0, step=0.5, description="Guidance")
+        self.steps = w.IntSlider(
+            value=start.num_inference_steps, min=1, max=max(150, start.num_inference_steps), description="Steps"
+        )
+        self.guidance = w.FloatSlider(
+            value=start.guidance_scale, min=0.0, max=max(30.0, start.guidance_scale), step=0.5, description="Guidance"
+        )
         self.model = w.Text(value=start.model, description="Model")
         self.axis_params = {}
         self.axis_values = {}
@@ -303,7 +371,10 @@ class SweepPanel:
         self.run_button = w.Button(description="Run sweep", button_style="primary", icon="th")
         self.progress = w.IntProgress(value=0, min=0, max=1, layout=w.Layout(width="50%"))
         self.status = w.HTML()
-        self.grid = w.Image(format="png")
+        self.pages: list[Any] = []
+        self.grid_page = w.Dropdown(options=[("", 0)], description="Z", layout=w.Layout(display="none"))
+        self.grid = w.Image(format="png", layout=w.Layout(max_width="100%", height="auto", align_self="flex-start"))
+        self.grid_page.observe(lambda _c: self.show_grid(self.grid_page.value), names="value")
         self.viewer_box = w.VBox()
         for control in (
             self.prompt,
@@ -330,6 +401,7 @@ class SweepPanel:
                 self.count,
                 w.HBox([self.run_button, self.progress]),
                 self.status,
+                self.grid_page,
                 self.grid,
                 self.viewer_box,
             ]
@@ -354,6 +426,8 @@ class SweepPanel:
             guidance_scale=self.guidance.value,
             model=self.model.value.strip(),
         )
+        if not self.seeds.value.strip():
+            raise ValidationError("seeds", "", "type a count of images per cell (e.g. 2) or seeds (e.g. 1,2,3)")
         axes = {}
         for axis in ("x", "y", "z"):
             param = self.axis_params[axis].value
@@ -394,9 +468,14 @@ class SweepPanel:
         def on_cell(_outcome: Any) -> None:
             self.progress.value += 1
 
+        self.progress.bar_style = ""
         try:
             result = run_sweep(sweep, self.backend_, self.out, progress=False, on_cell=on_cell)
-        except SdkitError as exc:
+            pages = result.grids()
+        except Exception as exc:  # shown in the panel: a traceback in a widget callback is easily missed
+            self.progress.bar_style = "danger"
+            if isinstance(exc, OSError) and self.out is not None:  # the output folder cannot be made or written
+                exc = ValidationError("out", str(self.out), f"cannot write there ({exc.strerror or exc})")
             self._error(exc)
             return None
         finally:
@@ -407,24 +486,65 @@ class SweepPanel:
             f"{len(result.cells)} image(s): {result.count('generated')} made, "
             f"{result.count('cached')} from cache, {failed} failed · {result.elapsed_s:.1f}s"
         )
-        pages = result.grids()
-        self.grid.value = png_bytes(pages[0])
+        self.pages = pages
+        labels = sweep.labels("z")
+        self.grid_page.options = [(label, i) for i, label in enumerate(labels)] or [("", 0)]
+        self.grid_page.layout.display = "" if len(pages) > 1 else "none"
+        self.show_grid(0)
         self.viewer = GridViewer(result)
         self.viewer_box.children = [self.viewer.container]
         return result
 
-    def _error(self, exc: Exception) -> None:
-        import html
+    def show_grid(self, z: int = 0) -> None:
+        """Show grid page ``z`` at its own size times a whole factor (cells about :data:`GRID_CELL_PX`
+        pixels), never stretched to the panel's width; a grid wider than the panel is shrunk to fit."""
+        if not self.pages:
+            return
+        if not isinstance(z, int) or isinstance(z, bool) or not 0 <= z < len(self.pages):
+            raise ValidationError("z", z, f"must be a grid page from 0 to {len(self.pages) - 1}")
+        page = self.pages[z]
+        factor = grid_scale(self.result, page) if self.result is not None else 1
+        self.grid.value = png_bytes(page)
+        self.grid.layout.width = f"{page.width * factor}px"
+        if self.grid_page.value != z:
+            self.grid_page.value = z
 
-        self.status.value = f'<span style="color:#b00">{html.escape(str(exc))}</span>'
+    def _error(self, exc: Exception) -> None:
+        self.status.value = _error_html(exc)
+
+
+#: About how wide a sweep grid's cells are shown in :class:`SweepPanel` (whole-number scaling only).
+GRID_CELL_PX = 128
+
+
+def grid_scale(result: SweepResult, page: Any) -> int:
+    """The whole factor that shows ``page`` (a grid of ``result``) with cells of about
+    :data:`GRID_CELL_PX` pixels: 1 when its cells are already that big."""
+    from .grid import MIN_TILE
+
+    sides = [min(c.image.size) for c in result.cells if c.image is not None]
+    if not sides:
+        return 1
+    side = min(sides)
+    cell = side * max(1, -(-MIN_TILE // side))  # the grid scales small images up to MIN_TILE
+    return max(1, GRID_CELL_PX // cell)
 
 
 class GridViewer:
-    """A sweep's images as a clickable grid (X across, Y down, a page per Z): clicking a cell shows its
-    image large with its parameters. ``select(index)`` does what a click does."""
+    """A sweep's images as a clickable grid (X across, Y down, a page per Z): each tile's button reads
+    its cell's label (``CFG: 4, Steps: 10, seed 2``); clicking it shows the image large with its
+    parameters as made (the real size and scheduler, not "model default"). ``select(index)`` does
+    what a click does."""
 
-    def __init__(self, result: SweepResult, *, thumb: int = 64, large: int = 256) -> None:
+    def __init__(self, result: SweepResult, *, thumb: int = 128, large: int = 256) -> None:
+        from .runner import SweepResult
+
         w = _widgets()
+        if not isinstance(result, SweepResult):
+            raise ValidationError("result", result, "must be a SweepResult (from run_sweep or Sweep.run)")
+        for name, value in (("thumb", thumb), ("large", large)):
+            if not isinstance(value, int) or isinstance(value, bool) or not 16 <= value <= 4096:
+                raise ValidationError(name, value, "must be a size in pixels between 16 and 4096")
         self.result = result
         self.thumb, self.large = thumb, large
         sweep = result.sweep
@@ -434,8 +554,10 @@ class GridViewer:
             description="Z",
             layout=w.Layout(display="" if nz > 1 else "none"),
         )
-        self.cells = w.GridBox()
-        self.image = w.Image(format="png", layout=w.Layout(width=f"{large}px", height=f"{large}px"))
+        self.cells = w.GridBox(layout=w.Layout(overflow_x="auto"))
+        self.image = w.Image(
+            format="png", layout=w.Layout(width=f"{large}px", height=f"{large}px", object_fit="contain")
+        )
         self.info = w.HTML()
         self.selected: int | None = None
         self.page.observe(lambda _c: self.show_page(), names="value")
@@ -471,45 +593,73 @@ class GridViewer:
         self.cells.children = children
         self.cells.layout.grid_template_columns = f"auto repeat({nx * ns}, {self.thumb + 8}px)"
 
+    def label(self, index: int) -> str:
+        """Cell ``index``'s label: its axis values, then its seed (``CFG: 4, Steps: 10, seed 2``)."""
+        sweep = self.result.sweep
+        cell = self.result.cells[index].cell
+        parts = [labels[getattr(cell, name)] for name in ("x", "y", "z") if (labels := sweep.labels(name))]
+        if not ("seed" in (a.param for a in sweep.axes.values()) and sweep.shape[3] == 1):
+            parts.append(f"seed {cell.params.seed}")
+        return ", ".join(parts)
+
     def _tile(self, outcome: Any):
         w = _widgets()
         if outcome is None:
             return w.HTML("")
         index = outcome.cell.index
+        label = self.label(index)
         button = w.Button(
-            description=f"seed {outcome.cell.params.seed}" if outcome.ok else "failed",
-            tooltip=outcome.error or outcome.cell.params.prompt,
+            description=label,
+            tooltip=f"{label}\n{outcome.error or outcome.cell.params.prompt}",
             layout=w.Layout(width=f"{self.thumb + 4}px"),
             button_style="" if outcome.ok else "danger",
         )
+        button.style.font_size = "11px"
         button.on_click(lambda _b, i=index: self.select(i))
         self.buttons[index] = button
         if not outcome.ok:
-            return w.VBox([w.HTML("<small>✕</small>"), button])
+            return w.VBox([w.HTML("<small>✕ failed</small>"), button])
         thumb = w.Image(
             value=png_bytes(outcome.image),
             format="png",
-            layout=w.Layout(width=f"{self.thumb}px", height=f"{self.thumb}px"),
+            layout=w.Layout(width=f"{self.thumb}px", height=f"{self.thumb}px", object_fit="contain"),
         )
         return w.VBox([thumb, button])
 
+    def details(self, index: int) -> dict[str, Any]:
+        """Cell ``index``'s parameters as made: the image's real width and height and the scheduler
+        the backend used where the request left them to the model."""
+        outcome = self.result.cells[index]
+        shown = {k: v for k, v in outcome.cell.params.to_dict().items() if k != "num_images"}
+        record = outcome.record or {}
+        made = record.get("params") if isinstance(record.get("params"), Mapping) else {}
+        for key in ("width", "height", "scheduler"):
+            if shown.get(key) is None and made.get(key) is not None:
+                shown[key] = made[key]
+        if outcome.image is not None:
+            shown["width"], shown["height"] = outcome.image.size
+        if shown.get("scheduler") is None and isinstance(record.get("scheduler"), str):
+            shown["scheduler"] = record["scheduler"]
+        return {k: MODEL_DEFAULT if v is None else v for k, v in shown.items()}
+
     def select(self, index: int) -> None:
-        """Show cell ``index`` (its place in ``result.cells``) large, with its parameters."""
+        """Show cell ``index`` (its place in ``result.cells``) large, with its label and parameters."""
         import html
 
+        if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(self.result.cells):
+            raise ValidationError("index", index, f"must be a cell index from 0 to {len(self.result.cells) - 1}")
         outcome = self.result.cells[index]
         self.selected = index
-        p = outcome.cell.params
         rows = "".join(
             f"<tr><th style='text-align:left'>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
-            for k, v in p.to_dict().items()
-            if k != "num_images"
+            for k, v in self.details(index).items()
         )
+        head = f"<b>{html.escape(self.label(index))}</b>"
         if outcome.ok:
             self.image.value = png_bytes(outcome.image)
-            self.info.value = f"<table>{rows}</table>"
+            self.info.value = f"{head}<table>{rows}</table>"
         else:
             self.image.value = b""
             self.info.value = (
-                f"<div style='color:#b00'>{html.escape(outcome.error or 'failed')}</div><table>{rows}</table>"
+                f"{head}<div style='color:#b00'>{html.escape(outcome.error or 'failed')}</div><table>{rows}</table>"
             )
