@@ -287,3 +287,15 @@ def test_a_near_miss_embedded_name_suggests_the_right_one():
 
     with pytest.raises(ModelError, match="did you mean 'tiny-sdxl'"):
         embedded_model_path("tiny_sdxl")
+
+
+@pytest.mark.parametrize("scheduler", ["Heun", "PNDM", "Euler"])
+def test_progress_reaches_its_total_exactly_once_whatever_the_scheduler(scheduler):
+    # Heun and PNDM call the step callback more often than num_inference_steps: the bar must not sit full.
+    seen = []
+    backend = LocalBackend(progress=False)
+    params = GenerationParams("a red circle", seed=1, num_inference_steps=4, scheduler=scheduler)
+    backend.generate(params, on_step=lambda step, total: seen.append((step, total)))
+    totals = {t for _, t in seen}
+    assert len(totals) == 1
+    assert [s for s, _ in seen] == list(range(1, totals.pop() + 1))
