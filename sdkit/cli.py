@@ -376,9 +376,12 @@ def _sweep_from_args(args: argparse.Namespace):
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from .local import LocalBackend
-    from .runner import run_sweep
+    from .runner import resume_seed, run_sweep
 
     sweep = _sweep_from_args(args)
+    if args.seed is None and (resumed := resume_seed(sweep, args.out)) is not None:
+        sweep = resumed
+        print(f"sweep: resuming with seed {sweep.base.seed}, recorded in {args.out}/manifest.json", file=sys.stderr)
     n = sweep.shape[3]
     shape = " x ".join(str(len(a)) for a in sweep.axes.values()) or "1 cell"
     print(f"sweep: {sweep.count()} image(s) ({shape}, {n} per cell) -> {args.out}", file=sys.stderr)
@@ -448,6 +451,10 @@ def _cmd_study_run(args: argparse.Namespace) -> int:
     print(
         f"made {run.made}, kept {run.kept}, failed {run.failed} of {run.total} in {run.elapsed_s:.1f}s", file=sys.stderr
     )
+    for note in run.notes:
+        print(f"study {spec.name}: {note}", file=sys.stderr)
+    for cell, error in run.errors[:5]:
+        print(f"study {spec.name}: image {cell} failed: {error}", file=sys.stderr)
     print(run.folder)
     return 0 if run.complete else 1
 
