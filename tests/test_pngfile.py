@@ -108,6 +108,8 @@ def test_a_write_error_names_the_file_and_is_an_sdkit_error(tmp_path):
     from sdkit import SdkitError
     from sdkit.pngfile import output_errors
 
-    with pytest.raises(SdkitError, match="could not write .*x.png: Permission denied"):
-        with output_errors(tmp_path / "x.png"):
-            raise PermissionError(13, "Permission denied", str(tmp_path / ".x.png.123.tmp"))
+    with (
+        pytest.raises(SdkitError, match=r"could not write .*x\.png: Permission denied"),
+        output_errors(tmp_path / "x.png"),
+    ):
+        raise PermissionError(13, "Permission denied", str(tmp_path / ".x.png.123.tmp"))
