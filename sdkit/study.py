@@ -353,7 +353,7 @@ def run_study(
             recorded = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
         except (yaml.YAMLError, UnicodeDecodeError) as exc:
             recorded = resolved  # rewritten below; kept images are checked against the spec's cells
-            notes.append(f"{SPEC} was damaged ({type(exc).__name__}); rewrote it from this spec")
+            notes.append(f"{SPEC} was not valid YAML ({type(exc).__name__}); rewrote it from this spec")
         if recorded != resolved:
             raise ValidationError("out", str(folder), "holds a run of a different spec; use another folder")
     with output_errors(folder):
