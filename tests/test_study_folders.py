@@ -100,7 +100,7 @@ def test_a_manifest_path_outside_the_folder_is_refused_everywhere(done, spec_fil
     with pytest.raises(ValidationError, match="outside the run folder"):
         write_report(done)
     assert not (done / "report.html").exists()
-    with pytest.raises(ValidationError, match="manifest.jsonl line 1"):
+    with pytest.raises(ValidationError, match=r"manifest\.jsonl line 1"):
         verify_study(done, backend=backend, progress=False)
     run = run_study(spec_file, done, backend=backend, progress=False)  # repairs: the cell is made again
     assert run.made == 1 and any("line 1 dropped" in n for n in run.notes)
