@@ -236,3 +236,28 @@ def test_study_files_follow_the_umask(tmp_path, spec_file, backend):
     assert {stat.S_IMODE(p.stat().st_mode) for p in files} == {0o644}
     with Image.open(out / "grid.png") as grid:
         assert json.loads(grid.info["sdkit-grid"])["seeds"] == [1, 2]
+
+
+def test_interrupting_at_every_image_loses_nothing(tmp_path, spec_file, backend):
+    """Ctrl-C after each image in turn, resuming every time: each image made once, none lost."""
+    out = tmp_path / "run"
+    interrupts = 0
+    for _ in range(10):
+        reported = []
+
+        def stop_after_one(done, total, reported=reported):
+            reported.append(done)
+            if len(reported) == 1:
+                raise KeyboardInterrupt
+
+        try:
+            run = run_study(spec_file, out, backend=backend, progress=False, on_image=stop_after_one)
+        except KeyboardInterrupt:
+            interrupts += 1
+            assert len(load_manifest(out)) == reported[-1]  # everything reported is on disk and listed
+            continue
+        break
+    assert interrupts == 4 and run.complete and (run.made, run.kept) == (0, 4)  # each interrupt kept its image
+    assert sorted(e["cell"] for e in load_manifest(out)) == [0, 1, 2, 3]
+    assert not [p for p in out.rglob(".*")]  # no temporary files
+    assert verify_study(out, backend=backend, progress=False).ok
