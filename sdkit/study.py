@@ -309,6 +309,18 @@ def _next_batch_number(entries: list[Any]) -> int:
     return max(numbers, default=-1) + 1
 
 
+def _readable_png(path: Path) -> bool:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            json.loads(im.info.get("sdkit", "{}"))
+            return im.format == "PNG"
+    except (OSError, ValueError, UnidentifiedImageError, Image.DecompressionBombError):
+        return False
+
+
 _SAME_CELL = ("prompt", "negative_prompt", "seed", "num_inference_steps", "guidance_scale")
 
 
@@ -374,7 +386,7 @@ def run_study(
             notes.append(f"{MANIFEST} line {n} dropped: it {problem}; its image is made again")
             continue
         path = folder / entry["file"]
-        if path.is_file() and _sha256(path.read_bytes()) == entry["png_sha256"]:
+        if path.is_file() and _sha256(path.read_bytes()) == entry["png_sha256"] and _readable_png(path):
             entries[entry["cell"]] = entry
     next_batch = _next_batch_number([e for _, e, _ in lines])
 
@@ -585,6 +597,8 @@ def verify_study(folder: str | Path, *, backend: Backend | None = None, progress
             checks[e["cell"]] = ImageCheck(e["cell"], e["file"], "missing")
         elif _sha256(path.read_bytes()) != e["png_sha256"]:
             checks[e["cell"]] = ImageCheck(e["cell"], e["file"], "tampered", note="sha256 differs from the manifest")
+        elif not _readable_png(path):
+            checks[e["cell"]] = ImageCheck(e["cell"], e["file"], "tampered", note="not a readable sdkit PNG")
         else:
             intact.append(e)
 

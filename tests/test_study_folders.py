@@ -261,3 +261,15 @@ def test_interrupting_at_every_image_loses_nothing(tmp_path, spec_file, backend)
     assert sorted(e["cell"] for e in load_manifest(out)) == [0, 1, 2, 3]
     assert not [p for p in out.rglob(".*")]  # no temporary files
     assert verify_study(out, backend=backend, progress=False).ok
+
+
+def test_a_file_that_is_not_a_png_but_matches_its_sha_is_tampered_and_made_again(done, spec_file, backend):
+    entries = load_manifest(done)
+    (done / "images" / "00001.png").write_bytes(b"not a png")
+    entries[1]["png_sha256"] = _sha(done / "images" / "00001.png")
+    _rewrite(done, entries)
+    result = verify_study(done, backend=backend, progress=False)
+    assert {c.cell: c.status for c in result.checks}[1] == "tampered"
+    run = run_study(spec_file, done, backend=backend, progress=False)
+    assert (run.made, run.kept) == (1, 3)
+    assert verify_study(done, backend=backend, progress=False).ok
