@@ -315,7 +315,8 @@ def _add_sweep_parser(sub) -> None:
         help="sweep parameters over X/Y/Z axes and draw labelled grids",
         description="Make one image per combination of the axes' values (A1111 X/Y/Z plot syntax), write them "
         "with their parameters, a labelled grid per Z value and manifest.json. Already-made images in DIR are "
-        "reused, so a second run makes nothing and an interrupted one resumes. Prints the image count first "
+        "reused, so a second run makes nothing and an interrupted one resumes (without --seed, the seed drawn "
+        "by the first run, recorded in DIR/manifest.json, is used again). Prints the image count first "
         "(stderr) and the grid path(s) last (stdout).",
         epilog='Axis values: CSV lists (a,"b, c"), ranges 1-5, 5-20 (+5), 10-5 (-3), 1-10 [5], 0-1 (+0.25); '
         "parameters: seed, steps (num_inference_steps), cfg (guidance_scale), width, height, size, sampler "

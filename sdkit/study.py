@@ -187,7 +187,7 @@ def load_manifest(folder: str | Path) -> list[dict[str, Any]]:
     return [entry for _, entry, problem in _manifest_lines(Path(folder)) if problem is None]
 
 
-def inside(folder: Path, name: Any, where: str) -> Path:
+def _inside(folder: Path, name: Any, where: str) -> Path:
     """``folder / name`` when ``name`` is a relative path that stays inside ``folder`` (symlinks
     followed); else a :class:`ValidationError` naming ``where``. A run folder may come from someone
     else: no path it names may reach a file outside it."""
@@ -209,11 +209,11 @@ def _entry_problem(folder: Path, entry: Any) -> str | None:
     if not isinstance(entry.get("png_sha256"), str) or not isinstance(entry.get("params"), dict):
         return "has no png_sha256 or params"
     try:
-        inside(folder, entry.get("file"), "file")
+        _inside(folder, entry.get("file"), "file")
         for reply in entry.get("replies") or []:
             if not isinstance(reply, dict) or not isinstance(reply.get("sha256"), str):
                 return "has a malformed replies list"
-            inside(folder, reply.get("file"), "replies.file")
+            _inside(folder, reply.get("file"), "replies.file")
     except ValidationError as exc:
         return f"{exc.field} {exc.value!r} {exc.reason}"
     if entry.get("regenerable", True):
@@ -468,7 +468,8 @@ def run_study(
                 with lock:
                     _write_manifest(folder, entries)
 
-            backend.generate_many([c.params for c in pending], on_result=on_result, return_errors=True)
+            with output_errors(folder):
+                backend.generate_many([c.params for c in pending], on_result=on_result, return_errors=True)
     except BaseException:
         bar.close()
         with lock, contextlib.suppress(OSError):  # keep what was made; never hide the cause behind a 2nd error
@@ -753,7 +754,7 @@ def write_report(folder: str | Path) -> Path:
     if not isinstance(failures, list) or not all(isinstance(f, dict) for f in failures):
         raise ValidationError(str(folder / FAILURES), failures, "is not a list of failed cells")
     entries = _strict_manifest(folder)
-    grids = [(p.name, inside(folder, p.name, p.name).read_bytes()) for p in sorted(folder.glob("grid*.png"))]
+    grids = [(p.name, _inside(folder, p.name, p.name).read_bytes()) for p in sorted(folder.glob("grid*.png"))]
     images = {e["cell"]: (folder / e["file"]).read_bytes() for e in entries if (folder / e["file"]).is_file()}
     page = render_report(
         spec=spec, environment=environment, entries=entries, grids=grids, images=images, failures=failures
