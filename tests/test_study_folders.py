@@ -273,3 +273,20 @@ def test_a_file_that_is_not_a_png_but_matches_its_sha_is_tampered_and_made_again
     run = run_study(spec_file, done, backend=backend, progress=False)
     assert (run.made, run.kept) == (1, 3)
     assert verify_study(done, backend=backend, progress=False).ok
+
+
+def test_a_grid_without_a_title_line_from_an_older_sdkit_still_verifies(done, backend):
+    from sdkit.study import _save_grids, study_sweep
+    from sdkit.studyspec import parse_study_spec
+
+    sweep = study_sweep(parse_study_spec(SPEC))
+    by_cell = {e["cell"]: e for e in load_manifest(done)}
+    with Image.open(done / "grid.png") as titled:
+        titled_height = titled.height
+    _save_grids(done, sweep, sweep.cells(), by_cell, {}, describe=False)  # as an older sdkit wrote it
+    with Image.open(done / "grid.png") as untitled:
+        assert untitled.height < titled_height
+    assert verify_study(done, backend=backend, progress=False).ok
+    with Image.open(done / "images" / "00000.png") as im:  # a grid that does not match still fails
+        im.convert("RGB").resize((200, 200)).save(done / "grid.png")
+    assert "grid.png does not match" in verify_study(done, backend=backend, progress=False).summary()
