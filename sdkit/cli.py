@@ -387,7 +387,8 @@ def _add_sweep_parser(sub) -> None:
         help="sweep parameters over X/Y/Z axes and draw labelled grids",
         description="Make one image per combination of the axes' values (A1111 X/Y/Z plot syntax), write them "
         "with their parameters, a labelled grid per Z value and manifest.json. Already-made images in DIR are "
-        "reused, so a second run makes nothing and an interrupted one resumes. Prints the image count first "
+        "reused, so a second run makes nothing and an interrupted one resumes (without --seed, the seed drawn "
+        "by the first run, recorded in DIR/manifest.json, is used again). Prints the image count first "
         "(stderr) and the grid path(s) last (stdout).",
         epilog='Axis values: CSV lists (a,"b, c"), ranges 1-5, 5-20 (+5), 10-5 (-3), 1-10 [5], 0-1 (+0.25); '
         "parameters: seed, steps (num_inference_steps), cfg (guidance_scale), width, height, size, sampler "
@@ -448,13 +449,16 @@ def _sweep_from_args(args: argparse.Namespace):
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from .runner import run_sweep
+    from .runner import resume_seed, run_sweep
 
     sweep = _sweep_from_args(args)
     if args.backend == "local":
         axes = [axis.values for axis in sweep.axes.values() if axis.param == "model"]
         _check_models([sweep.base.model, *(m for values in axes for m in values)])
     _check_out(args.out)
+    if args.seed is None and (resumed := resume_seed(sweep, args.out)) is not None:
+        sweep = resumed
+        print(f"sweep: resuming with seed {sweep.base.seed}, recorded in {args.out}/manifest.json", file=sys.stderr)
     n = sweep.shape[3]
     shape = " x ".join(str(len(a)) for a in sweep.axes.values()) or "1 cell"
     print(f"sweep: {sweep.count()} image(s) ({shape}, {n} per cell) -> {args.out}", file=sys.stderr)
@@ -528,6 +532,10 @@ def _cmd_study_run(args: argparse.Namespace) -> int:
     print(
         f"made {run.made}, kept {run.kept}, failed {run.failed} of {run.total} in {run.elapsed_s:.1f}s", file=sys.stderr
     )
+    for note in run.notes:
+        print(f"study {spec.name}: {note}", file=sys.stderr)
+    for cell, error in run.errors[:5]:
+        print(f"study {spec.name}: image {cell} failed: {error}", file=sys.stderr)
     print(run.folder)
     return 0 if run.complete else 1
 

@@ -19,7 +19,15 @@ if TYPE_CHECKING:
 
     from .runner import SweepResult
 
-__all__ = ["DEFAULT_MAX_MEGAPIXELS", "grid_figure", "image_grid", "labelled_grid", "sweep_grids"]
+__all__ = [
+    "DEFAULT_MAX_MEGAPIXELS",
+    "grid_figure",
+    "image_grid",
+    "labelled_grid",
+    "sweep_description",
+    "sweep_grids",
+    "sweep_title",
+]
 
 #: A1111's default cap on a grid's size.
 DEFAULT_MAX_MEGAPIXELS = 200.0
@@ -239,25 +247,62 @@ def _seed_strip(outcomes: list[Any]) -> Image:
     return image_grid(tiles, cols=min(len(tiles), 4), gap=2)
 
 
+def _seeds_text(seeds: Sequence[int]) -> str:
+    if len(seeds) > 1 and list(seeds) == list(range(seeds[0], seeds[0] + len(seeds))):
+        return f"seeds {seeds[0]}-{seeds[-1]}"
+    shown = ", ".join(str(s) for s in seeds[:6])
+    return f"seed{'s' if len(seeds) > 1 else ''} {shown}{f' … ({len(seeds)})' if len(seeds) > 6 else ''}"
+
+
+def sweep_description(sweep: Any) -> dict[str, Any]:
+    """What a sweep's grid shows, JSON-ready: base prompt and negative prompt, model, every seed used,
+    steps, guidance, size, sampler and the axes (``{"x": "guidance_scale=1,4", …}``)."""
+    base = sweep.base
+    seeds = sorted({c.params.seed for c in sweep.cells()})
+    return {
+        "prompt": base.prompt,
+        "negative_prompt": base.negative_prompt,
+        "model": base.model,
+        "seeds": seeds,
+        "num_inference_steps": base.num_inference_steps,
+        "guidance_scale": base.guidance_scale,
+        "width": base.width,
+        "height": base.height,
+        "scheduler": base.scheduler,
+        "axes": {name: axis.text for name, axis in sweep.axes.items()},
+        "count": sweep.count(),
+    }
+
+
+def sweep_title(sweep: Any) -> str:
+    """The line drawn above a sweep's grid: prompt, model and seeds."""
+    d = sweep_description(sweep)
+    return f"{d['prompt']} · model {d['model'] or 'default'} · {_seeds_text(d['seeds'])}"
+
+
 def sweep_grids(
     result: SweepResult,
     *,
     max_megapixels: float = DEFAULT_MAX_MEGAPIXELS,
     font_size: int | None = None,
+    describe: bool = True,
 ) -> list[Image]:
-    """One labelled grid per Z value of a sweep (one page without a Z axis), titled with the Z label.
-    Several seeds per cell sit side by side in their cell."""
+    """One labelled grid per Z value of a sweep (one page without a Z axis), titled with the sweep's
+    prompt, model and seeds (``describe=False`` leaves that out) and the Z label. Several seeds per
+    cell sit side by side in their cell."""
     sweep = result.sweep
     nz = sweep.shape[0]
     z_labels = sweep.labels("z")
+    heading = sweep_title(sweep) if describe else ""
     pages = []
     for z in range(nz):
+        title = "\n".join(t for t in (heading, z_labels[z] if z_labels else "") if t)
         pages.append(
             labelled_grid(
                 _cell_tiles(result, z),
                 x_labels=sweep.labels("x"),
                 y_labels=sweep.labels("y"),
-                title=z_labels[z] if z_labels else None,
+                title=title or None,
                 max_megapixels=max_megapixels,
                 font_size=font_size,
                 gap=4 if sweep.shape[3] == 1 else 16,  # cells apart from the seeds inside them

@@ -300,6 +300,7 @@ class LocalBackend:
                 generators.append(torch.Generator("cpu").manual_seed(seed))
         kwargs: dict[str, Any] = {}
         if on_step is not None:
+
             def _callback(_pipe, step, _t, tensors):
                 # Heun, DPM2 and PNDM call back more often than num_inference_steps: count the pipeline's own
                 on_step(step + 1, getattr(_pipe, "num_timesteps", None) or first.num_inference_steps)

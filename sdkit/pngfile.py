@@ -1,7 +1,8 @@
 """PNG files with their parameters: A1111 infotext in ``parameters``, sdkit's record in ``sdkit``.
 
 Every write is atomic (a temporary file in the same folder, then a rename), so an interrupted
-run never leaves half a PNG.
+run never leaves half a PNG. Files get the mode an ordinary ``open()`` would give them
+(``0o666`` less the umask), not the ``0o600`` of a temporary file.
 """
 
 from __future__ import annotations
@@ -9,11 +10,15 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .errors import SdkitError
 from .infotext import format_infotext, parse_infotext
 
 if TYPE_CHECKING:
@@ -22,6 +27,25 @@ if TYPE_CHECKING:
     from .result import GenerationResult
 
 __all__ = ["atomic_write_bytes", "read_png_metadata", "record_infotext", "save_result", "write_png"]
+
+
+class OutputError(SdkitError):
+    """A file of a run could not be written (no permission, disk full, read-only folder). What was
+    written before stays; running again resumes."""
+
+
+@contextmanager
+def output_errors(path: str | os.PathLike) -> Iterator[None]:
+    """Turn an ``OSError`` while writing ``path`` into an :class:`OutputError` naming it."""
+    try:
+        yield
+    except OSError as exc:
+        where = exc.filename if isinstance(exc.filename, str) and not Path(exc.filename).name.startswith(".") else path
+        raise OutputError(
+            f"could not write {where}: {exc.strerror or exc}; what was written before is kept, "
+            "run again once the folder is writable to resume"
+        ) from exc
+
 
 RECORD_KEY = "sdkit"
 INFOTEXT_KEY = "parameters"
@@ -50,19 +74,89 @@ def record_infotext(record: Mapping[str, Any]) -> str:
     return format_infotext(p["prompt"], p.get("negative_prompt", ""), pairs)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+@cache
+def _umask_by_swapping() -> int:
+    # os.umask can only be read by setting it: done once per process, and only where /proc cannot tell.
+    # Between the two calls another thread creating a file would get umask 0, hence once, cached.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where the OS allows (Linux: /proc/self/status)."""
+    if sys.platform.startswith("linux"):
+        try:
+            with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+                for line in f:
+                    if line.startswith("Umask:"):
+                        return int(line.split()[1], 8)
+        except (OSError, ValueError, IndexError):
+            pass
+    return _umask_by_swapping()
+
+
+def file_mode() -> int:
+    """The mode ``open()`` gives a new file: ``0o666`` less the umask."""
+    return 0o666 & ~_umask()
+
+
+def _write_temp(folder: Path, name: str, data: bytes) -> str:
+    """A complete temporary copy of ``data`` in ``folder`` with the ordinary file mode; returns its path."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
+            if hasattr(os, "fchmod"):
+                os.fchmod(f.fileno(), file_mode())
             os.fsync(f.fileno())
+        if not hasattr(os, "fchmod"):  # pragma: no cover - Windows
+            os.chmod(tmp, file_mode())
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half."""
+    path = Path(path)
+    tmp = _write_temp(path.parent, path.name, data)
+    try:
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _claim(tmp: str, path: Path) -> bool:
+    """Give ``tmp`` the name ``path`` only if no file has it (atomically); False when taken."""
+    try:
+        os.link(tmp, path)
+        return True
+    except FileExistsError:
+        return False
+    except OSError:  # a file system without hard links: reserve the name, then replace the placeholder
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, file_mode()))
+        except FileExistsError:
+            return False
+        os.replace(tmp, path)
+        return True
+
+
+def _write_numbered(folder: Path, number: int, stem: str, data: bytes) -> tuple[Path, int]:
+    """Write ``data`` as ``NNNNN-STEM.png`` in ``folder`` under the first free number from ``number``
+    on. The name is claimed atomically (a hard link), so writers in other processes never overwrite
+    each other's files. Returns the path and the number used."""
+    tmp = _write_temp(folder, f"{number:05d}-{stem}.png", data)
+    try:
+        while not _claim(tmp, path := folder / f"{number:05d}-{stem}.png"):
+            number += 1
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path, number
 
 
 def png_bytes(image: Image, record: Mapping[str, Any]) -> bytes:
@@ -94,14 +188,17 @@ def _next_number(folder: Path) -> int:
 
 
 def save_result(result: GenerationResult, folder: str | os.PathLike) -> list[Path]:
-    """Write every image of ``result`` as ``NNNNN-SEED.png`` into ``folder``; never overwrites."""
+    """Write every image of ``result`` as ``NNNNN-SEED.png`` into ``folder``; never overwrites, even with
+    other processes saving into the same folder at the same time (names are claimed atomically)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    start = _next_number(folder)
+    number = _next_number(folder)
     paths = []
     for item in result:
         seed = "x" if item.seed is None else str(item.seed)
-        paths.append(write_png(folder / f"{start + item.index:05d}-{seed}.png", item.image, item.record))
+        path, number = _write_numbered(folder, number, seed, png_bytes(item.image, item.record))
+        paths.append(path)
+        number += 1
     return paths
 
 

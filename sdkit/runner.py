@@ -9,6 +9,7 @@ tries them again. ``OUT/manifest.json`` says what each image is, where it sits a
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import SdkitError
-from .pngfile import atomic_write_bytes, write_png
+from .pngfile import OutputError, atomic_write_bytes, output_errors, write_png
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -28,10 +29,12 @@ if TYPE_CHECKING:
     from .result import GenerationResult
     from .sweep import Cell, Sweep
 
-__all__ = ["CellResult", "SweepResult", "backend_identity", "cache_key", "run_sweep"]
+__all__ = ["CellResult", "SweepResult", "backend_identity", "cache_key", "resume_seed", "run_sweep"]
 
 MANIFEST = "manifest.json"
 IMAGES = "images"
+#: The PNG text chunk of a grid that holds its sweep's description (JSON, see :func:`sdkit.grid.sweep_description`).
+GRID_KEY = "sdkit-grid"
 #: Backend attributes that decide pixels and so belong in the cache key (never credentials).
 _IDENTITY_ATTRS = ("device", "dtype", "memory", "model", "sd_extras", "response_format")
 
@@ -224,13 +227,20 @@ def run_sweep(
             record = {**outcome.record(0), "cache_key": key}
             path = None
             if images_dir is not None:
-                path = write_png(images_dir / f"{key}.png", image, record)
+                with output_errors(images_dir / f"{key}.png"):
+                    path = write_png(images_dir / f"{key}.png", image, record)
             settle(CellResult(cell, key, "generated", image=image, path=path, record=record))
 
         _generate(backend, pending, outcomes, on_result)
-    finally:
+    except BaseException:
         bar.close()
-        if folder is not None:
+        if folder is not None:  # record what was made; a folder that refuses writes must not hide the cause
+            with contextlib.suppress(OSError):
+                _write_manifest(folder, sweep, identity, cells, keys, outcomes, (), time.perf_counter() - start)
+        raise
+    bar.close()
+    if folder is not None:
+        with output_errors(folder / MANIFEST):
             _write_manifest(folder, sweep, identity, cells, keys, outcomes, (), time.perf_counter() - start)
     result = SweepResult(
         sweep=sweep,
@@ -240,10 +250,31 @@ def run_sweep(
         elapsed_s=time.perf_counter() - start,
     )
     if folder is not None and grids:
-        paths = save_grids(result, folder)
-        result = SweepResult(result.sweep, result.cells, identity, folder, result.elapsed_s, tuple(paths))
-        _write_manifest(folder, sweep, identity, cells, keys, list(result.cells), paths, result.elapsed_s)
+        with output_errors(folder):
+            paths = save_grids(result, folder)
+            result = SweepResult(result.sweep, result.cells, identity, folder, result.elapsed_s, tuple(paths))
+            _write_manifest(folder, sweep, identity, cells, keys, list(result.cells), paths, result.elapsed_s)
     return result
+
+
+def resume_seed(sweep: Sweep, out: str | Path) -> Sweep | None:
+    """``sweep`` with the base seed recorded in ``OUT/manifest.json``, when the sweep recorded there is
+    this one in everything but its base seed (a seed drawn at random by an earlier run); else None.
+
+    Re-running a sweep without a seed into the same folder then resumes it instead of making every
+    image again with a new seed beside the old ones."""
+    from .sweep import Sweep
+
+    try:
+        data = json.loads((Path(out) / MANIFEST).read_text(encoding="utf-8"))
+        recorded = data["sweep"]
+        seed = recorded["base"]["seed"]
+        if not isinstance(seed, int) or seed == sweep.base.seed:
+            return None
+        candidate = Sweep(sweep.base.replace(seed=seed), **sweep.axes, seeds=sweep.seeds)
+    except (OSError, ValueError, KeyError, TypeError, SdkitError):
+        return None
+    return candidate if json.loads(json.dumps(candidate.to_dict())) == recorded else None
 
 
 def _generate(backend: Backend, pending: list[Cell], outcomes: list, on_result: Callable) -> None:
@@ -254,6 +285,8 @@ def _generate(backend: Backend, pending: list[Cell], outcomes: list, on_result: 
     try:
         backend.generate_many([c.params for c in pending], on_result=on_result, return_errors=True)
         return
+    except OutputError:
+        raise  # the disk, not the backend: trying again one at a time would not help
     except Exception:
         pass
     for i, cell in enumerate(pending):
@@ -276,12 +309,19 @@ def save_grids(result: SweepResult, folder: str | Path, **options: Any) -> list[
     """Write the labelled grids of ``result`` into ``folder`` (atomically); returns their paths."""
     import io
 
+    from PIL.PngImagePlugin import PngInfo
+
+    from .grid import sweep_description, sweep_title
+
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    info = PngInfo()  # what the grid shows travels with it: a title for viewers, the sweep as JSON
+    info.add_text("Title", sweep_title(result.sweep))
+    info.add_text(GRID_KEY, json.dumps(sweep_description(result.sweep), sort_keys=True, ensure_ascii=False))
     paths = []
     for name, page in zip(grid_file_names(result.sweep), result.grids(**options), strict=True):
         buf = io.BytesIO()
-        page.save(buf, format="PNG", compress_level=1)  # a grid is a preview: fast zlib, ~5x quicker
+        page.save(buf, format="PNG", compress_level=1, pnginfo=info)  # a preview: fast zlib, ~5x quicker
         atomic_write_bytes(folder / name, buf.getvalue())
         paths.append(folder / name)
     return paths

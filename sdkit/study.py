@@ -16,12 +16,18 @@ A run folder holds everything needed to check the work later, and is valid at ev
 Running again resumes: cells already in the manifest with their file intact are kept, the rest are
 made, so no image is lost or made twice. :func:`verify_study` re-makes every local image the way it
 was made (same batches, same thread count) and compares bytes, then pixels.
+
+A run folder may come from someone else: every path the manifest names must stay inside the folder,
+and a damaged file is named with its line (``verify`` and ``report`` refuse it; ``run`` repairs what
+it can: it drops bad manifest lines and makes their cells again, and says so).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -32,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 from .environment import capture_environment, environment_diff
 from .errors import SdkitError, ValidationError
 from .params import GenerationParams
-from .pngfile import atomic_write_bytes, png_bytes
+from .pngfile import atomic_write_bytes, output_errors, png_bytes
 from .studyspec import StudySpec, parse_study_spec
 
 if TYPE_CHECKING:
@@ -86,6 +92,10 @@ class StudyRun:
     total: int
     grid_paths: tuple[Path, ...] = ()
     elapsed_s: float = 0.0
+    #: ``(cell, error)`` for every cell that made no image.
+    errors: tuple[tuple[int, str], ...] = ()
+    #: What ``run`` repaired in the folder (dropped manifest lines, a rewritten spec), one line each.
+    notes: tuple[str, ...] = ()
 
     @property
     def complete(self) -> bool:
@@ -96,8 +106,9 @@ class StudyRun:
 class ImageCheck:
     """The verdict on one image. ``status``: ``identical`` (PNG bytes equal), ``pixels-identical``
     (pixels equal, metadata differs), ``different`` (``max_diff`` = largest pixel difference),
-    ``missing``, ``tampered`` (the file is not what the manifest recorded), ``archived`` (a remote
-    image: file and reply archive intact, it cannot be regenerated) or ``archive-tampered``."""
+    ``missing``, ``tampered`` (the file is not what the manifest recorded), ``unverifiable`` (its
+    recorded batch cannot be made again), ``archived`` (a remote image: file and reply archive intact,
+    it cannot be regenerated) or ``archive-tampered``."""
 
     cell: int
     file: str
@@ -185,17 +196,146 @@ def _recorded_threads(entries: list[dict[str, Any]]) -> int | None:
 
 
 def load_manifest(folder: str | Path) -> list[dict[str, Any]]:
-    """The manifest's entries (a torn last line, from a killed process, is dropped)."""
-    path = Path(folder) / MANIFEST
+    """The manifest's entries: its JSON objects (a torn last line, from a killed process, and any
+    line that is not a JSON object are dropped; :func:`verify_study` names them instead)."""
+    return [entry for _, entry, problem in _manifest_lines(Path(folder)) if problem is None]
+
+
+def _inside(folder: Path, name: Any, where: str) -> Path:
+    """``folder / name`` when ``name`` is a relative path that stays inside ``folder`` (symlinks
+    followed); else a :class:`ValidationError` naming ``where``. A run folder may come from someone
+    else: no path it names may reach a file outside it."""
+    if not isinstance(name, str) or not name or "\0" in name:
+        raise ValidationError(where, name, "must name a file inside the run folder")
+    path = folder / name
+    root = folder.resolve()
+    if Path(name).is_absolute() or ".." in Path(name).parts or not path.resolve().is_relative_to(root):
+        raise ValidationError(where, name, f"points outside the run folder {folder}; refused")
+    return path
+
+
+def _entry_problem(folder: Path, entry: Any) -> str | None:
+    """Why a parsed manifest line cannot be used, or None."""
+    if not isinstance(entry, dict):
+        return "is not a JSON object"
+    if not isinstance(entry.get("cell"), int) or isinstance(entry.get("cell"), bool) or entry["cell"] < 0:
+        return "has no cell number"
+    if not isinstance(entry.get("png_sha256"), str) or not isinstance(entry.get("params"), dict):
+        return "has no png_sha256 or params"
+    try:
+        _inside(folder, entry.get("file"), "file")
+        for reply in entry.get("replies") or []:
+            if not isinstance(reply, dict) or not isinstance(reply.get("sha256"), str):
+                return "has a malformed replies list"
+            _inside(folder, reply.get("file"), "replies.file")
+    except ValidationError as exc:
+        return f"{exc.field} {exc.value!r} {exc.reason}"
+    if entry.get("regenerable", True):
+        batch = entry.get("batch")
+        if not (
+            isinstance(batch, dict)
+            and isinstance(batch.get("id"), str)
+            and isinstance(batch.get("cells"), list)
+            and all(isinstance(c, int) for c in batch["cells"])
+            and batch.get("position") in range(len(batch["cells"]))
+            and batch["cells"][batch["position"]] == entry["cell"]
+            and isinstance(batch.get("size"), int)
+        ):
+            return "has a malformed batch record"
+    return None
+
+
+def _manifest_lines(folder: Path) -> list[tuple[int, Any, str | None]]:
+    """``(line number, parsed entry, problem or None)`` for each line of the manifest. A torn last
+    line (no newline: a process killed mid-write of an older sdkit) is left out."""
+    path = folder / MANIFEST
     if not path.exists():
         return []
-    entries = []
-    for line in path.read_text().splitlines():
-        try:
-            entries.append(json.loads(line))
-        except json.JSONDecodeError:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValidationError(str(path), "", f"cannot be read: {exc}") from None
+    lines = text.splitlines()
+    out: list[tuple[int, Any, str | None]] = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
             continue
-    return entries
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            if n == len(lines) and not text.endswith("\n"):
+                continue
+            out.append((n, None, "is not valid JSON"))
+            continue
+        out.append((n, entry, _entry_problem(folder, entry)))
+    return out
+
+
+def _strict_manifest(folder: Path) -> list[dict[str, Any]]:
+    """The manifest's entries, or a :class:`ValidationError` naming the first bad line."""
+    lines = _manifest_lines(folder)
+    bad = [(n, problem) for n, _, problem in lines if problem is not None]
+    if bad:
+        n, problem = bad[0]
+        more = f" (and {len(bad) - 1} more bad line(s))" if len(bad) > 1 else ""
+        text = (folder / MANIFEST).read_text(encoding="utf-8").splitlines()[n - 1]
+        raise ValidationError(
+            f"{folder / MANIFEST} line {n}",
+            text[:120],
+            f"{problem}{more}; `sdkit study run` on the same spec repairs the folder",
+        )
+    return [entry for _, entry, _ in lines]
+
+
+def _read_json(folder: Path, name: str, default: Any = None) -> Any:
+    """A JSON file of the run folder (``default`` when absent); invalid JSON is named with its line."""
+    path = folder / name
+    if not path.is_file():
+        return default
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        where = f" line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else ""
+        raise ValidationError(str(path), "", f"is not valid JSON{where}: {exc}") from None
+
+
+def _read_spec(folder: Path) -> StudySpec:
+    path = folder / SPEC
+    try:
+        return parse_study_spec(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValidationError(str(path), "", f"cannot be read: {exc}") from None
+    except ValidationError as exc:
+        raise ValidationError(str(path), exc.value, f"{exc.field}: {exc.reason}") from None
+
+
+_BATCH_ID = re.compile(r"^b(\d+)$")
+
+
+def _next_batch_number(entries: list[Any]) -> int:
+    """One past the largest batch number the manifest ever used: batch ids stay unique in a run."""
+    numbers = [
+        int(m.group(1))
+        for e in entries
+        if isinstance(e, dict) and isinstance(e.get("batch"), dict)
+        if isinstance(e["batch"].get("id"), str) and (m := _BATCH_ID.match(e["batch"]["id"]))
+    ]
+    return max(numbers, default=-1) + 1
+
+
+def _readable_png(path: Path) -> bool:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            json.loads(im.info.get("sdkit", "{}"))
+            return im.format == "PNG"
+    except (OSError, ValueError, UnidentifiedImageError, Image.DecompressionBombError):
+        return False
+
+
+_SAME_CELL = ("prompt", "negative_prompt", "seed", "num_inference_steps", "guidance_scale")
 
 
 def _write_manifest(folder: Path, entries: Mapping[int, dict[str, Any]]) -> None:
@@ -233,19 +373,52 @@ def run_study(
     cells = sweep.cells()
     resolved = spec.to_dict()
     spec_path = folder / SPEC
+    notes: list[str] = []
     if spec_path.exists():
-        recorded = yaml.safe_load(spec_path.read_text())
+        try:
+            recorded = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            recorded = resolved  # rewritten below; kept images are checked against the spec's cells
+            notes.append(f"{SPEC} was not valid YAML ({type(exc).__name__}); rewrote it from this spec")
         if recorded != resolved:
             raise ValidationError("out", str(folder), "holds a run of a different spec; use another folder")
-    (folder / IMAGES).mkdir(parents=True, exist_ok=True)
-    if spec.backend != "local":
-        (folder / REPLIES).mkdir(exist_ok=True)
+    with output_errors(folder):
+        (folder / IMAGES).mkdir(parents=True, exist_ok=True)
+        if spec.backend != "local":
+            (folder / REPLIES).mkdir(exist_ok=True)
+
+    lines = _manifest_lines(folder)
+    entries: dict[int, dict[str, Any]] = {}
+    for n, entry, problem in lines:
+        if problem is None and entry["cell"] >= len(cells):
+            problem = f"names cell {entry['cell']}, the spec has {len(cells)}"
+        if problem is None and any(
+            entry["params"].get(k) != getattr(cells[entry["cell"]].params, k) for k in _SAME_CELL
+        ):
+            problem = "has parameters that are not its cell's"
+        if problem is not None:
+            notes.append(f"{MANIFEST} line {n} dropped: it {problem}; its image is made again")
+            continue
+        path = folder / entry["file"]
+        if path.is_file() and _sha256(path.read_bytes()) == entry["png_sha256"] and _readable_png(path):
+            entries[entry["cell"]] = entry
+    next_batch = _next_batch_number([e for _, e, _ in lines])
 
     backend = backend or make_backend(spec, threads=_recorded_threads(load_manifest(folder)))
     environment = capture_environment(with_torch=spec.backend == "local")
     env_path = folder / ENVIRONMENT
-    if env_path.exists():
-        recorded_env = json.loads(env_path.read_text())
+    try:
+        recorded_env = _read_json(folder, ENVIRONMENT)
+    except ValidationError as exc:
+        if entries:  # images were made in an environment that is now unknown: do not mix blindly
+            raise ValidationError(
+                exc.field, "", f"{exc.reason}; remove it to record this environment and resume"
+            ) from None
+        recorded_env = None
+        notes.append(f"{ENVIRONMENT} was damaged and no image was kept; recorded this environment again")
+    if not isinstance(recorded_env, (dict, type(None))):
+        raise ValidationError(str(env_path), recorded_env, "is not a JSON object; remove it to record this environment")
+    if recorded_env is not None:
         # keys a folder made by an earlier sdkit did not record are not held against it
         changed = [d for d in environment_diff(recorded_env, environment) if d[0] in PIXEL_KEYS and d[1] is not None]
         if changed:
@@ -255,19 +428,11 @@ def run_study(
                 str(folder),
                 f"was started in another environment ({what}); resume it where it started, or use another folder",
             )
-    else:
-        _write_json(env_path, environment)
-    atomic_write_bytes(spec_path, yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True).encode())
+    with output_errors(folder):
+        if recorded_env is None:
+            _write_json(env_path, environment)
+        atomic_write_bytes(spec_path, yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True).encode())
 
-    entries: dict[int, dict[str, Any]] = {}
-    for entry in load_manifest(folder):
-        path = folder / entry.get("file", "")
-        if (
-            isinstance(entry.get("cell"), int)
-            and path.is_file()
-            and _sha256(path.read_bytes()) == entry.get("png_sha256")
-        ):
-            entries[entry["cell"]] = entry
     kept = len(entries)
     failures: dict[int, str] = {}
     pending = [c for c in cells if c.index not in entries]
@@ -296,11 +461,13 @@ def run_study(
             for members in plan:
                 batch_cells = [pending[i] for i in members]
                 results = backend.generate_many([c.params for c in batch_cells], return_errors=True)
-                batch = {"id": f"b{batch_cells[0].index:05d}", "cells": [c.index for c in batch_cells]}
-                for position, (cell, outcome) in enumerate(zip(batch_cells, results, strict=True)):
-                    elapsed = 0.0 if isinstance(outcome, Exception) else outcome.timings.generate_s
-                    record(cell, outcome, {**batch, "position": position, "size": len(batch_cells)}, elapsed)
-                _write_manifest(folder, entries)
+                batch = {"id": f"b{next_batch:05d}", "cells": [c.index for c in batch_cells]}
+                next_batch += 1
+                with output_errors(folder):
+                    for position, (cell, outcome) in enumerate(zip(batch_cells, results, strict=True)):
+                        elapsed = 0.0 if isinstance(outcome, Exception) else outcome.timings.generate_s
+                        record(cell, outcome, {**batch, "position": position, "size": len(batch_cells)}, elapsed)
+                    _write_manifest(folder, entries)
         else:
             t0 = time.perf_counter()
 
@@ -314,13 +481,19 @@ def run_study(
                 with lock:
                     _write_manifest(folder, entries)
 
-            backend.generate_many([c.params for c in pending], on_result=on_result, return_errors=True)
-    finally:
+            with output_errors(folder):
+                backend.generate_many([c.params for c in pending], on_result=on_result, return_errors=True)
+    except BaseException:
         bar.close()
-        with lock:
+        with lock, contextlib.suppress(OSError):  # keep what was made; never hide the cause behind a 2nd error
             _write_manifest(folder, entries)
             _write_json(folder / FAILURES, [{"cell": k, "error": v} for k, v in sorted(failures.items())])
-    grid_paths = tuple(_save_grids(folder, sweep, cells, entries, failures))
+        raise
+    bar.close()
+    with output_errors(folder):
+        _write_manifest(folder, entries)
+        _write_json(folder / FAILURES, [{"cell": k, "error": v} for k, v in sorted(failures.items())])
+        grid_paths = tuple(_save_grids(folder, sweep, cells, entries, failures))
     return StudyRun(
         folder,
         made=len(entries) - kept,
@@ -329,6 +502,8 @@ def run_study(
         total=len(cells),
         grid_paths=grid_paths,
         elapsed_s=time.perf_counter() - start,
+        errors=tuple(sorted(failures.items())),
+        notes=tuple(notes),
     )
 
 
@@ -381,6 +556,7 @@ def _save_grids(
     failures: Mapping[int, str],
     *,
     source: Path | None = None,
+    describe: bool = True,
 ) -> list[Path]:
     """Labelled grids of the images in ``source`` (default ``folder``), written into ``folder``."""
     from PIL import Image
@@ -396,7 +572,7 @@ def _save_grids(
         else:
             error = failures.get(cell.index, "not made yet")
             outcomes.append(CellResult(cell, "", "failed", error=error))
-    return save_grids(SweepResult(sweep=sweep, cells=tuple(outcomes), backend={}), folder)
+    return save_grids(SweepResult(sweep=sweep, cells=tuple(outcomes), backend={}), folder, describe=describe)
 
 
 # --- verify ------------------------------------------------------------------------------------
@@ -406,20 +582,27 @@ def verify_study(folder: str | Path, *, backend: Backend | None = None, progress
     """Check a run folder: every file against the manifest, then every local image made again the way
     it was made (same batches, same thread count) and compared, bytes first, then pixels."""
     folder = Path(folder)
+    if not (folder / MANIFEST).is_file():
+        raise ValidationError("folder", str(folder), "is not a study run folder (no manifest.jsonl)")
     problems: list[str] = []
-    for name in (SPEC, ENVIRONMENT, MANIFEST):
+    for name in (SPEC, ENVIRONMENT):
         if not (folder / name).is_file():
             problems.append(f"{name} is missing")
     if problems:
         return Verification(folder, (), (), tuple(problems))
-    spec = parse_study_spec((folder / SPEC).read_text())
-    entries = load_manifest(folder)
-    recorded_env = json.loads((folder / ENVIRONMENT).read_text())
+    spec = _read_spec(folder)
+    entries = _strict_manifest(folder)
+    recorded_env = _read_json(folder, ENVIRONMENT)
+    if not isinstance(recorded_env, dict):
+        raise ValidationError(str(folder / ENVIRONMENT), recorded_env, "is not a JSON object")
     expected = study_sweep(spec).count()
     if len(entries) != expected:
         problems.append(f"the manifest lists {len(entries)} image(s), the spec makes {expected}")
-    if len({e.get("cell") for e in entries}) != len(entries):
+    if len({e["cell"] for e in entries}) != len(entries):
         problems.append("the manifest lists a cell twice")
+    problems += [
+        f"the manifest lists cell {e['cell']}, the spec has {expected}" for e in entries if e["cell"] >= expected
+    ]
 
     checks: dict[int, ImageCheck] = {}
     intact: list[dict[str, Any]] = []
@@ -429,6 +612,8 @@ def verify_study(folder: str | Path, *, backend: Backend | None = None, progress
             checks[e["cell"]] = ImageCheck(e["cell"], e["file"], "missing")
         elif _sha256(path.read_bytes()) != e["png_sha256"]:
             checks[e["cell"]] = ImageCheck(e["cell"], e["file"], "tampered", note="sha256 differs from the manifest")
+        elif not _readable_png(path):
+            checks[e["cell"]] = ImageCheck(e["cell"], e["file"], "tampered", note="not a readable sdkit PNG")
         else:
             intact.append(e)
 
@@ -440,9 +625,10 @@ def verify_study(folder: str | Path, *, backend: Backend | None = None, progress
         return Verification(folder, tuple(checks[k] for k in sorted(checks)), (), tuple(problems))
 
     threads = _recorded_threads(entries) or recorded_env.get("torch_threads")
-    batches: dict[str, list[dict[str, Any]]] = {}
+    # a batch is its id *and* its cells: an id reused by a resumed run of an older sdkit cannot merge two
+    batches: dict[tuple[str, tuple[int, ...]], list[dict[str, Any]]] = {}
     for e in intact:
-        batches.setdefault(e["batch"]["id"], []).append(e)
+        batches.setdefault((e["batch"]["id"], tuple(e["batch"]["cells"])), []).append(e)
     largest = max((e["batch"]["size"] for e in intact), default=1)
     backend = backend or make_backend(spec, max_batch=largest, threads=threads)
     env_now = capture_environment()
@@ -451,8 +637,7 @@ def verify_study(folder: str | Path, *, backend: Backend | None = None, progress
     bar = tqdm(total=len(intact), disable=not progress, unit="image", desc=f"verify {spec.name}")
     by_cell = {e["cell"]: e for e in entries}
     try:
-        for _, members in sorted(batches.items()):
-            full = members[0]["batch"]["cells"]
+        for (_, full), members in sorted(batches.items()):
             replay = [by_cell[c] for c in full if c in by_cell]  # the whole recorded batch, in order
             params = [GenerationParams.from_dict(r["params"]) for r in replay]
             results = backend.generate_many(params, return_errors=True)
@@ -463,6 +648,9 @@ def verify_study(folder: str | Path, *, backend: Backend | None = None, progress
                 bar.update(1)
     finally:
         bar.close()
+    for e in entries:  # every line accounted for: made again and compared, or said why not
+        if e["cell"] not in checks:
+            checks[e["cell"]] = ImageCheck(e["cell"], e["file"], "unverifiable", note="its batch was not made again")
     diff = tuple(environment_diff(recorded_env, env_now))
     return Verification(folder, tuple(checks[k] for k in sorted(checks)), diff, tuple(problems))
 
@@ -540,19 +728,27 @@ def _check_grids(folder: Path, spec: StudySpec, entries: list[dict[str, Any]]) -
     sweep = study_sweep(spec)
     cells = sweep.cells()
     by_cell = {e["cell"]: e for e in entries if (folder / e["file"]).is_file()}
-    failures = json.loads((folder / FAILURES).read_text()) if (folder / FAILURES).exists() else []
+    failures = _read_json(folder, FAILURES, [])
+    if not isinstance(failures, list) or not all(isinstance(f, dict) and "cell" in f for f in failures):
+        return [f"{FAILURES} is not a list of failed cells"]
+    errors = {f["cell"]: str(f.get("error")) for f in failures}
+
+    def same(stored: Path, made: Path) -> bool:
+        with Image.open(stored) as a, Image.open(io.BytesIO(made.read_bytes())) as b:
+            return a.size == b.size and a.convert("RGB").tobytes() == b.convert("RGB").tobytes()
+
     with tempfile.TemporaryDirectory() as tmp:
-        rebuilt = _save_grids(
-            Path(tmp), sweep, cells, by_cell, {f["cell"]: f["error"] for f in failures}, source=folder
-        )
+        rebuilt = _save_grids(Path(tmp), sweep, cells, by_cell, errors, source=folder)
         problems = []
         for path in rebuilt:
             stored = folder / path.name
             if not stored.is_file():
                 problems.append(f"{path.name} is missing")
-                continue
-            with Image.open(stored) as a, Image.open(io.BytesIO(path.read_bytes())) as b:
-                if a.size != b.size or a.convert("RGB").tobytes() != b.convert("RGB").tobytes():
+            elif not same(stored, path):
+                # an older sdkit drew no title line above a grid: such a folder's grid is checked as it was made
+                untitled = Path(tmp) / "untitled"
+                _save_grids(untitled, sweep, cells, by_cell, errors, source=folder, describe=False)
+                if not same(stored, untitled / path.name):
                     problems.append(f"{path.name} does not match the images it is made of")
     return problems
 
@@ -569,11 +765,22 @@ def write_report(folder: str | Path) -> Path:
     folder = Path(folder)
     if not (folder / MANIFEST).is_file():
         raise ValidationError("folder", str(folder), "is not a study run folder (no manifest.jsonl)")
-    spec = yaml.safe_load((folder / SPEC).read_text()) if (folder / SPEC).exists() else {}
-    environment = json.loads((folder / ENVIRONMENT).read_text()) if (folder / ENVIRONMENT).exists() else {}
-    entries = load_manifest(folder)
-    failures = json.loads((folder / FAILURES).read_text()) if (folder / FAILURES).exists() else []
-    grids = [(p.name, p.read_bytes()) for p in sorted(folder.glob("grid*.png"))]
+    spec: Any = {}
+    if (folder / SPEC).exists():
+        try:
+            spec = yaml.safe_load((folder / SPEC).read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise ValidationError(str(folder / SPEC), "", f"is not valid YAML: {exc}") from None
+    if not isinstance(spec, dict):
+        raise ValidationError(str(folder / SPEC), spec, "is not a mapping")
+    environment = _read_json(folder, ENVIRONMENT, {})
+    failures = _read_json(folder, FAILURES, [])
+    if not isinstance(environment, dict):
+        raise ValidationError(str(folder / ENVIRONMENT), environment, "is not a JSON object")
+    if not isinstance(failures, list) or not all(isinstance(f, dict) for f in failures):
+        raise ValidationError(str(folder / FAILURES), failures, "is not a list of failed cells")
+    entries = _strict_manifest(folder)
+    grids = [(p.name, _inside(folder, p.name, p.name).read_bytes()) for p in sorted(folder.glob("grid*.png"))]
     images = {e["cell"]: (folder / e["file"]).read_bytes() for e in entries if (folder / e["file"]).is_file()}
     page = render_report(
         spec=spec, environment=environment, entries=entries, grids=grids, images=images, failures=failures

@@ -1,9 +1,13 @@
 import json
+import os
 import re
+import stat
 
+import pytest
 from PIL import Image
 
 from sdkit import GenerationParams, GenerationResult, parse_infotext, read_png_metadata, save_result
+from sdkit.pngfile import atomic_write_bytes
 
 
 def _result(n=2, seed=40):
@@ -59,3 +63,53 @@ def test_image_without_parameters(tmp_path):
     Image.new("RGB", (8, 8)).save(tmp_path / "plain.png")
     meta = read_png_metadata(tmp_path / "plain.png")
     assert "parameters" not in meta and "sdkit" not in meta
+
+
+def _save_many(folder, count, barrier):
+    barrier.wait()
+    for _ in range(count):
+        save_result(_result(n=1, seed=7), folder)
+
+
+def test_two_processes_saving_into_one_folder_never_overwrite_each_other(tmp_path):
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(2)
+    procs = [ctx.Process(target=_save_many, args=(tmp_path, 40, barrier)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+        assert p.exitcode == 0
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert len(names) == 80, f"{80 - len(names)} saves were overwritten"
+    assert all(re.fullmatch(r"\d{5}-7\.png", n) for n in names)  # no temporary files left behind
+    assert read_png_metadata(tmp_path / names[-1])["sdkit"]["seed"] == 7
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_written_files_follow_the_umask_like_open_does(tmp_path, umask):
+    old = os.umask(umask)
+    try:
+        (path,) = save_result(_result(n=1), tmp_path / "out")
+        atomic_write_bytes(tmp_path / "out" / "notes.txt", b"hi")
+        with open(tmp_path / "plain", "w"):
+            pass
+    finally:
+        os.umask(old)
+    expected = 0o666 & ~umask
+    assert stat.S_IMODE((tmp_path / "plain").stat().st_mode) == expected
+    assert stat.S_IMODE(path.stat().st_mode) == expected
+    assert stat.S_IMODE((tmp_path / "out" / "notes.txt").stat().st_mode) == expected
+
+
+def test_a_write_error_names_the_file_and_is_an_sdkit_error(tmp_path):
+    from sdkit import SdkitError
+    from sdkit.pngfile import output_errors
+
+    with (
+        pytest.raises(SdkitError, match=r"could not write .*x\.png: Permission denied"),
+        output_errors(tmp_path / "x.png"),
+    ):
+        raise PermissionError(13, "Permission denied", str(tmp_path / ".x.png.123.tmp"))

@@ -199,3 +199,129 @@ def test_remote_sweep_runs_concurrently_with_a_bound_and_reruns_from_cache(tmp_p
     for c in result.cells:
         assert c.image.getpixel((0, 0)) == fake_color(c.cell.params.prompt, c.cell.params.seed)
     assert result.backend["name"] == "images" and result.backend["batching"] == "none"
+
+
+def test_a_write_error_mid_sweep_names_the_file_and_keeps_the_finished_images(tmp_path, monkeypatch):
+    import sdkit.runner
+    from sdkit import SdkitError
+
+    real = sdkit.runner.write_png
+    written = []
+
+    def refuse_after_two(path, image, record):
+        if len(written) == 2:
+            raise PermissionError(13, "Permission denied", str(path))
+        written.append(real(path, image, record))
+        return written[-1]
+
+    monkeypatch.setattr(sdkit.runner, "write_png", refuse_after_two)
+    sweep = Sweep(BASE, x="cfg=1,2,3")
+    with pytest.raises(SdkitError, match=r"could not write .*images/[0-9a-f]{64}\.png: Permission denied") as info:
+        run_sweep(sweep, FakeBackend(), tmp_path, progress=False)
+    assert isinstance(info.value.__cause__, PermissionError)
+    assert all(p.is_file() for p in written)
+    monkeypatch.undo()
+    backend = FakeBackend()
+    result = run_sweep(sweep, backend, tmp_path, progress=False)
+    assert (result.count("cached"), result.count("generated")) == (2, 1)
+
+
+def test_grids_carry_the_sweep_description_in_a_text_chunk_and_a_title_line(tmp_path):
+    sweep = Sweep(BASE.replace(prompt="a cat on a mat"), x="cfg=1,2", seeds=2)
+    result = run_sweep(sweep, FakeBackend(), tmp_path, progress=False)
+    (path,) = result.grid_paths
+    meta = read_png_metadata(path)
+    described = json.loads(meta["text"]["sdkit-grid"])
+    assert described["prompt"] == "a cat on a mat"
+    assert described["model"] == BASE.model
+    assert described["seeds"] == [1, 2]
+    assert described["axes"] == {"x": "guidance_scale=1,2"}
+    assert meta["text"]["Title"].startswith("a cat on a mat · model ")
+    assert meta["text"]["Title"].endswith("seeds 1-2")
+    plain = result.grids(describe=False)[0]
+    with Image.open(path) as titled:
+        assert titled.height > plain.height  # the title band above the labels
+        band = titled.convert("L").crop((0, 0, titled.width, titled.height - plain.height))
+        assert band.getextrema()[0] < 128  # text is drawn in it
+
+
+def test_resume_seed_reuses_the_recorded_seed_only_for_the_same_sweep(tmp_path):
+    from sdkit.runner import resume_seed
+
+    recorded = Sweep(BASE.replace(seed=12345), x="cfg=1,2")
+    run_sweep(recorded, FakeBackend(), tmp_path, progress=False)
+    redrawn = Sweep(BASE.replace(seed=999), x="cfg=1,2")
+    assert resume_seed(redrawn, tmp_path) == recorded
+    assert resume_seed(Sweep(BASE.replace(seed=999), x="cfg=1,3"), tmp_path) is None
+    assert resume_seed(Sweep(BASE.replace(seed=999, prompt="a dog"), x="cfg=1,2"), tmp_path) is None
+    assert resume_seed(redrawn, tmp_path / "nowhere") is None
+    (tmp_path / "manifest.json").write_text("123")
+    assert resume_seed(redrawn, tmp_path) is None
+
+
+def test_sweep_cli_without_seed_resumes_into_the_same_folder(tmp_path, capsys):
+    from sdkit.cli import main
+
+    out = tmp_path / "sweep"
+    args = ["sweep", "a red circle", "--x", "cfg=1,7", "--steps", "2", "--out", str(out), "--no-progress"]
+    assert main(args) == 0
+    seed = json.loads((out / "manifest.json").read_text())["sweep"]["base"]["seed"]
+    capsys.readouterr()
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert f"resuming with seed {seed}" in err
+    assert "0 generated, 2 cached, 0 failed" in err
+    assert len(list((out / "images").glob("*.png"))) == 2
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["sweep"]["base"]["seed"] == seed and manifest["count"] == 2
+    assert main([*args, "--seed", str((seed + 1) % 2**32)]) == 0  # an explicit seed is a new sweep
+    assert len(list((out / "images").glob("*.png"))) == 4
+
+
+def test_sweep_files_follow_the_umask(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o002)
+    try:
+        run_sweep(Sweep(BASE, x="cfg=1,2"), FakeBackend(), tmp_path, progress=False)
+    finally:
+        os.umask(old)
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert {p.name for p in files} >= {"manifest.json", "grid.png"}
+    assert {stat.S_IMODE(p.stat().st_mode) for p in files} == {0o664}
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGKILL"])
+def test_a_sweep_interrupted_by_a_signal_resumes_with_no_corrupt_or_orphan_file(tmp_path, sig):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    out = tmp_path / "sweep"
+    args = [sys.executable, "-m", "sdkit", "sweep", "a red circle", "--x", "cfg=1,2,3,4", "--y", "steps=2,3"]
+    args += ["--seeds", "3", "--seed", "5", "--max-batch", "1", "--out", str(out), "--no-progress"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if len(list(out.glob("images/*.png"))) >= 3:
+            break
+        time.sleep(0.02)
+    proc.send_signal(getattr(signal, sig))
+    proc.communicate(timeout=60)
+    made = {p.name for p in out.glob("images/*.png")}
+    assert 3 <= len(made) < 24, "the sweep finished before it could be interrupted"
+    for name in made:  # whatever is there is a whole PNG
+        with Image.open(out / "images" / name) as im:
+            im.load()
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert f"{24 - len(made)} generated, {len(made)} cached, 0 failed" in done.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    listed = {Path(c["file"]).name for c in manifest["cells"]}
+    on_disk = {p.name for p in (out / "images").iterdir()}
+    assert listed == on_disk and len(listed) == 24  # no orphan, no temporary file, nothing missing
