@@ -454,20 +454,25 @@ def create_app(
         reply, the job being dropped if it waits or stopped at its next step if it runs."""
         future = asyncio.wrap_future(job.future)
         deadline = started + request_timeout_s
+
+        def abandon() -> None:
+            job.abandon()
+            future.cancel()  # nobody will read its outcome
+
         try:
             while True:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    job.abandon()
+                    abandon()
                     return timed_out()
                 done, _ = await asyncio.wait({future}, timeout=min(_DISCONNECT_POLL_S, left))
                 if done:
                     return future.result()
                 if await request.is_disconnected():
-                    job.abandon()
+                    abandon()
                     return Response(status_code=499)
         except asyncio.CancelledError:
-            job.abandon()
+            abandon()
             raise
 
     @app.get("/health")

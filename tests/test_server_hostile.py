@@ -425,3 +425,13 @@ def test_cli_serve_exits_at_once_on_a_busy_port(tmp_path):
     text = log.read_text()
     assert f"cannot listen on 127.0.0.1:{port}" in text and "Traceback" not in text
     assert "Waiting for application startup" not in text  # it never got as far as loading and serving
+
+
+def test_cli_serve_help_says_that_api_key_shows_in_ps_and_offers_a_file(capsys):
+    from sdkit.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--api-key-file PATH" in text and "ps" in text and "SDKIT_SERVER_API_KEYS" in text
+    assert "--max-work" in text and "--timeout" in text
