@@ -695,7 +695,8 @@ def run_server(
     """Serve until interrupted (what ``sdkit serve`` runs). ``options`` go to :func:`create_app`.
 
     The port is taken and the model loaded before anything listens: a busy port or a model that
-    does not load raises (:class:`~sdkit.errors.SdkitError`) at once, with nothing served."""
+    does not load raises (:class:`~sdkit.errors.SdkitError`) at once, with nothing served.
+    A connection that has not sent a request's headers within ``header_timeout_s`` is closed."""
     keys = tuple(api_keys)
     sock = _bind(host, port)
     try:
@@ -767,7 +768,8 @@ def serve_in_background(
     """Start the API in a background thread (for a notebook or Colab) and return once it listens
     (and, with ``wait_ready``, once the model is loaded; a model that does not load raises its
     error). ``port=0`` picks a free port.
-    ``api_keys`` left out come from ``$SDKIT_SERVER_API_KEYS``. ``options`` go to :func:`create_app`.
+    ``api_keys`` left out come from ``$SDKIT_SERVER_API_KEYS``. ``header_timeout_s`` as for
+    :func:`run_server`; other ``options`` go to :func:`create_app`.
 
     >>> with serve_in_background(model="tiny") as server:    # doctest: +SKIP
     ...     print(server.url)
