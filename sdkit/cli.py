@@ -136,7 +136,8 @@ def _add_serve_parser(sub) -> None:
         help="serve the OpenAI-style Stable Diffusion API from a local pipeline",
         description="Serve POST /v1/chat/completions, POST /v1/images/generations, GET /v1/models and GET /health "
         "from a local diffusers pipeline (FastAPI + uvicorn). Keys also come from $SDKIT_SERVER_API_KEYS "
-        "(comma-separated).",
+        "(comma-separated) or --api-key-file. The port is taken and the model loaded before anything is served: "
+        "either failing exits with status 1.",
     )
     serve.add_argument(
         "--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1: this machine only)"
@@ -146,7 +147,15 @@ def _add_serve_parser(sub) -> None:
         "--model", default="tiny", metavar="ID|PATH|tiny", help="diffusers model id, local folder, or tiny (default)"
     )
     serve.add_argument(
-        "--api-key", action="append", default=[], metavar="KEY", help="accept this Bearer key (repeatable)"
+        "--api-key",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="accept this Bearer key (repeatable); other users of this machine can read it in ps: "
+        "prefer --api-key-file or $SDKIT_SERVER_API_KEYS",
+    )
+    serve.add_argument(
+        "--api-key-file", default=None, metavar="PATH", help="accept the keys in this file (one per line)"
     )
     serve.add_argument("--max-queue", type=int, default=32, metavar="N", help="requests that may wait (then 429)")
     serve.add_argument(
@@ -162,13 +171,28 @@ def _add_serve_parser(sub) -> None:
     )
     serve.add_argument("--memory", default="none", help="memory preset: none, t4, low, minimal")
     _add_cpu_args(serve)
+    serve.add_argument(
+        "--max-work",
+        type=int,
+        default=None,
+        metavar="PIXEL_STEPS",
+        help="most work one request may ask for, width × height × steps × images "
+        "(default: the model's native size × 200 steps, e.g. 512×512×200 for SD 1.5)",
+    )
+    serve.add_argument(
+        "--timeout",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="a request not done by then is stopped and answered 504 (default 300)",
+    )
     serve.set_defaults(func=_cmd_serve)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from .server import exposure_warning, keys_from_env, run_server
 
-    keys = (*keys_from_env(), *args.api_key)
+    keys = (*keys_from_env(), *args.api_key, *_keys_from_file(args.api_key_file))
     if (message := exposure_warning(args.host, keys)) is not None:
         print(f"sdkit: warning: {message}", file=sys.stderr)
     run_server(
@@ -185,8 +209,26 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         memory=args.memory,
         threads=args.threads,
         portable=args.portable,
+        max_work=args.max_work,
+        request_timeout_s=args.timeout,
     )
     return 0
+
+
+def _keys_from_file(path: str | None) -> tuple[str, ...]:
+    """The keys in a file, one per line (blank lines and ``#`` comments skipped)."""
+    from pathlib import Path
+
+    if path is None:
+        return ()
+    try:
+        text = Path(path).expanduser().read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValidationError("--api-key-file", path, f"cannot be read: {exc}") from None
+    keys = tuple(line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#"))
+    if not keys:
+        raise ValidationError("--api-key-file", path, "holds no key (one per line)")
+    return keys
 
 
 def _params_from_args(args: argparse.Namespace):

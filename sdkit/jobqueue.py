@@ -3,13 +3,17 @@
 The server's event loop never runs a pipeline: it submits a :class:`Job` and awaits its
 future. A worker takes the oldest job, plus any queued jobs that can share its pipeline call
 (same :func:`sdkit.local.batch_key`, up to the backend's ``max_batch`` images), and runs them
-with ``backend.generate_many``. A job whose caller went away before it started is dropped.
+with ``backend.generate_many``. A job whose caller went away before it started is dropped; one
+that is running is stopped at its next denoising step (through the backend's ``on_step``
+callback) once every job of its pipeline call has been abandoned. When a shared call fails,
+its jobs are run again one by one, so one bad request fails alone.
 
 Encoding the PNGs and counting prompt tokens happen in the worker too, off the event loop.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 import threading
 import time
@@ -19,12 +23,12 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from .backend import Backend
-from .errors import GenerationError, SdkitError, ServerBusyError
+from .errors import GenerationError, ModelError, SdkitError, ServerBusyError
 from .local import batch_key
 from .params import GenerationParams
 from .result import GenerationResult
 
-__all__ = ["Job", "JobOutput", "JobQueue"]
+__all__ = ["Job", "JobAbandoned", "JobOutput", "JobQueue"]
 
 
 @dataclass(frozen=True)
@@ -37,10 +41,21 @@ class JobOutput:
     prompt_tokens: int
 
 
+class JobAbandoned(GenerationError):
+    """Raised from the step callback to stop a pipeline call whose every caller has gone."""
+
+
 @dataclass
 class Job:
     params: GenerationParams
     future: Future = field(default_factory=Future)
+    abandoned: threading.Event = field(default_factory=threading.Event)
+
+    def abandon(self) -> None:
+        """The caller has gone (disconnected, or its deadline passed): drop the job if it waits,
+        stop its pipeline call at the next step if it runs (and no other caller shares it)."""
+        self.abandoned.set()
+        self.future.cancel()
 
 
 def count_tokens(backend: Backend, params: GenerationParams) -> int:
@@ -82,6 +97,8 @@ class JobQueue:
         self.ready = threading.Event()
         #: Why the model could not be loaded at start, when it could not (requests will say so too).
         self.warmup_error: str | None = None
+        #: The exception behind ``warmup_error``.
+        self.warmup_exception: BaseException | None = None
         self._ready_count = 0
         self._threads = [
             threading.Thread(target=self._work, args=(b,), name=f"sdkit-worker-{i}", daemon=True)
@@ -91,6 +108,21 @@ class JobQueue:
     def start(self) -> None:
         for t in self._threads:
             t.start()
+
+    def preload(self) -> None:
+        """Load the model into every backend now, in this thread, and raise the error if one
+        fails (so that a server can refuse to start); the workers then start ready."""
+        if self._warmup is None:
+            return
+        for backend in self.backends:
+            if callable(getattr(backend, "load", None)):
+                try:
+                    backend.load(self._warmup)  # type: ignore[attr-defined]
+                except SdkitError:
+                    raise
+                except Exception as exc:
+                    raise ModelError(f"model={self._warmup!r}: could not be loaded: {exc}") from exc
+        self._warmup = None
 
     def close(self, timeout: float | None = 10.0) -> None:
         """Stop taking jobs; waiting jobs fail, running ones finish; workers are joined."""
@@ -178,6 +210,7 @@ class JobQueue:
             try:
                 backend.load(self._warmup)  # type: ignore[attr-defined]
             except Exception as exc:  # each request reports it too
+                self.warmup_exception = exc
                 self.warmup_error = f"{type(exc).__name__}: {exc}"
         with self._cond:
             self._ready_count += 1
@@ -195,12 +228,39 @@ class JobQueue:
                 self._mean_s = 0.8 * self._mean_s + 0.2 * (elapsed / len(jobs))
 
     @staticmethod
-    def _run(backend: Backend, jobs: list[Job]) -> None:
+    def _generate(backend: Backend, jobs: list[Job]) -> list[GenerationResult | Exception]:
+        """One ``generate_many`` call for ``jobs``, stopped early once all of them are abandoned;
+        an error (raised or returned) is left at each job it hit."""
+        kwargs: dict = {"return_errors": True}
+        if _takes_on_step(backend):
+
+            def stop_when_abandoned(_step: int, _total: int) -> None:
+                if all(job.abandoned.is_set() for job in jobs):
+                    raise JobAbandoned("the request was abandoned by its client")
+
+            kwargs["on_step"] = stop_when_abandoned
         try:
-            outcomes = backend.generate_many([j.params for j in jobs], return_errors=True)
+            outcomes = list(backend.generate_many([j.params for j in jobs], **kwargs))
         except Exception as exc:
-            outcomes = [exc] * len(jobs)
+            return [exc] * len(jobs)
+        if len(outcomes) != len(jobs):
+            error = GenerationError(f"the backend answered {len(outcomes)} results for {len(jobs)} requests")
+            return [error] * len(jobs)
+        return outcomes
+
+    @classmethod
+    def _run(cls, backend: Backend, jobs: list[Job]) -> None:
+        outcomes = cls._generate(backend, jobs)
+        if len(jobs) > 1:
+            # A shared pipeline call failed: run its failed members alone, so that one bad
+            # request (one the tokenizer chokes on, say) does not fail the others.
+            for i, (job, outcome) in enumerate(zip(jobs, outcomes, strict=True)):
+                if isinstance(outcome, Exception) and not job.abandoned.is_set():
+                    outcomes[i] = cls._generate(backend, [job])[0]
         for job, outcome in zip(jobs, outcomes, strict=True):
+            if job.abandoned.is_set():  # nobody waits for it: skip encoding
+                job.future.set_exception(JobAbandoned("the request was abandoned by its client"))
+                continue
             if isinstance(outcome, Exception):
                 job.future.set_exception(outcome if isinstance(outcome, SdkitError) else GenerationError(str(outcome)))
                 continue
@@ -210,3 +270,12 @@ class JobQueue:
                 job.future.set_exception(GenerationError(f"could not encode the images: {exc}"))
                 continue
             job.future.set_result(output)
+
+
+def _takes_on_step(backend: Backend) -> bool:
+    """Whether ``backend.generate_many`` takes an ``on_step`` callback (sdkit's local backend does)."""
+    try:
+        parameters = inspect.signature(backend.generate_many).parameters
+    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
+        return False
+    return "on_step" in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())

@@ -263,7 +263,7 @@ class LocalBackend:
                 if not return_errors:
                     raise
                 done = [exc] * len(batch)
-            except RuntimeError as exc:  # e.g. CUDA out of memory inside the pipeline
+            except Exception as exc:  # CUDA out of memory, a tokenizer's TypeError on odd text, ...
                 error = GenerationError(f"pipeline call failed for {len(batch)} request(s): {exc}")
                 if not return_errors:
                     raise error from exc

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,7 @@ __all__ = [
     "chat_chunks",
     "chat_completion",
     "chat_role_chunks",
+    "check_work",
     "error_body",
     "image_markdown",
     "images_reply",
@@ -59,6 +61,14 @@ SD_EXTRAS = (
 )
 ROLES = ("system", "user", "assistant", "tool", "function", "developer")
 MAX_BATCH_SIZE = 4
+#: JSON nesting deeper than this is refused before parsing (a request needs 4 levels).
+MAX_JSON_DEPTH = 32
+#: The longest prompt (or negative prompt) a server takes, in characters. CLIP reads 77 tokens
+#: (~300 characters); the cap keeps one request from filling PNGs, logs and memory.
+DEFAULT_MAX_PROMPT_CHARS = 4000
+#: Generation work a request may ask for, in pixel-steps (width × height × steps × images),
+#: as a multiple of the served model's native size: 50 steps, 4 images at native size.
+WORK_STEPS_AT_NATIVE = 50 * 4
 
 
 @dataclass(frozen=True)
@@ -97,15 +107,99 @@ class IncomingImages:
     response_format: str
 
 
-def load_json(body: bytes) -> dict[str, Any]:
-    """The request body as a JSON object, or a 400 naming what is wrong."""
+_JSON_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def _json_depth(body: bytes, limit: int) -> int:
+    """How deep the body's arrays and objects nest, counted up to ``limit + 1`` (strings skipped)."""
+    if body.count(b"[") + body.count(b"{") <= limit:
+        return 0
+    depth = 0
+    for match in _JSON_TOKEN.finditer(body):
+        token = match.group()
+        if token in (b"[", b"{"):
+            depth += 1
+            if depth > limit:
+                return depth
+        elif token in (b"]", b"}"):
+            depth -= 1
+    return 0
+
+
+def _bad_text(data: Any) -> str | None:
+    """The path of the first string (value or key) that is not valid Unicode (a lone surrogate), else None."""
+    stack: list[tuple[str, Any]] = [("", data)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return path or "body"
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                name = f"{path}.{key}" if path else str(key)
+                try:
+                    key.encode("utf-8")
+                except UnicodeEncodeError:
+                    return path or "body"
+                stack.append((name, item))
+        elif isinstance(value, list):
+            stack.extend((f"{path}[{i}]", item) for i, item in enumerate(value))
+    return None
+
+
+def load_json(body: bytes, *, max_depth: int = MAX_JSON_DEPTH) -> dict[str, Any]:
+    """The request body as a JSON object, or a 400 naming what is wrong: not JSON, nested deeper
+    than ``max_depth``, or holding a string that is not valid Unicode (``"\\ud800"``)."""
+    if _json_depth(body, max_depth) > max_depth:
+        raise InvalidRequestError(
+            None, None, f"the body nests arrays or objects deeper than {max_depth} levels", code="invalid_json"
+        )
     try:
         data = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidRequestError(None, None, f"the body is not valid JSON: {exc}", code="invalid_json") from None
+    except RecursionError:  # pragma: no cover - the depth check comes first
+        raise InvalidRequestError(None, None, "the body nests too deeply", code="invalid_json") from None
     if not isinstance(data, dict):
         raise InvalidRequestError(None, None, "the body must be a JSON object", status=422, code="invalid_type")
+    if (path := _bad_text(data)) is not None:
+        raise InvalidRequestError(
+            path, None, "is not valid Unicode text (it holds a lone surrogate such as \\ud800)", code="invalid_text"
+        )
     return data
+
+
+def check_work(params: GenerationParams, *, max_work: int, native_size: int) -> None:
+    """Refuse (400, naming the field) a request whose width × height × steps × images is over
+    ``max_work`` pixel-steps; sizes left out count as the model's ``native_size``."""
+    width = params.width or native_size
+    height = params.height or native_size
+    per_step = width * height * params.num_images
+    work = per_step * params.num_inference_steps
+    if work <= max_work:
+        return
+    if per_step > max_work:
+        field, value = ("size", f"{width}x{height}") if params.num_images == 1 else ("n", params.num_images)
+        reason = (
+            f"{width}x{height} × {params.num_images} image(s) is over this server's work budget of "
+            f"{max_work} pixel-steps even at 1 step; ask for a smaller size or fewer images"
+        )
+    else:
+        field, value = "num_inference_steps", params.num_inference_steps
+        reason = (
+            f"must be at most {max_work // per_step} at {width}x{height} × {params.num_images} image(s): "
+            f"this server's work budget is {max_work} pixel-steps (width × height × steps × images)"
+        )
+    raise InvalidRequestError(field, value, reason, code="over_budget")
+
+
+def _check_prompt(field: str, text: str, max_chars: int) -> None:
+    if len(text) > max_chars:
+        raise InvalidRequestError(
+            field, None, f"is {len(text)} characters long; this server takes at most {max_chars}", code="too_long"
+        )
 
 
 # --- checks ---------------------------------------------------------------------------------
@@ -201,7 +295,7 @@ def _text_of(content: object, field: str) -> str:
     raise _wrong_type(field, content, "a string or an array of content parts")
 
 
-def _prompt_from_messages(messages: object) -> str:
+def _prompt_from_messages(messages: object, max_chars: int = DEFAULT_MAX_PROMPT_CHARS) -> str:
     """The last user message's text (the page puts the SD prompt there)."""
     if messages is None:
         raise InvalidRequestError("messages", None, "is required", status=422, code="missing_required_parameter")
@@ -221,6 +315,7 @@ def _prompt_from_messages(messages: object) -> str:
         content = message.get("content")
         if role == "user":
             prompt = _text_of(content, f"messages[{i}].content")
+            _check_prompt(f"messages[{i}].content", prompt, max_chars)
         elif content is not None:
             _text_of(content, f"messages[{i}].content")
     if prompt is None:
@@ -267,7 +362,9 @@ def _size(data: Mapping[str, Any]) -> tuple[int | None, int | None]:
     return width, height
 
 
-def _params(data: Mapping[str, Any], prompt: str, served: ServedModel, num_images: int) -> GenerationParams:
+def _params(
+    data: Mapping[str, Any], prompt: str, served: ServedModel, num_images: int, max_prompt_chars: int
+) -> GenerationParams:
     """GenerationParams from the SD extras; its own checks, reported with the field's wire name."""
     width, height = _size(data)
     fields: dict[str, Any] = {"prompt": prompt, "model": served.model, "num_images": num_images}
@@ -280,6 +377,7 @@ def _params(data: Mapping[str, Any], prompt: str, served: ServedModel, num_image
         fields["guidance_scale"] = data["guidance_scale"]
     for name in ("negative_prompt", "scheduler"):
         if (value := _string(data, name)) is not None:
+            _check_prompt(name, value, max_prompt_chars)
             fields[name] = value
     try:
         return GenerationParams(**fields)
@@ -288,11 +386,17 @@ def _params(data: Mapping[str, Any], prompt: str, served: ServedModel, num_image
         raise InvalidRequestError(field, exc.value, exc.reason) from None
 
 
-def parse_chat_request(data: Mapping[str, Any], served: ServedModel, *, max_images: int = 4) -> IncomingChat:
+def parse_chat_request(
+    data: Mapping[str, Any],
+    served: ServedModel,
+    *,
+    max_images: int = 4,
+    max_prompt_chars: int = DEFAULT_MAX_PROMPT_CHARS,
+) -> IncomingChat:
     """A chat-completions body → what to generate. ``n`` is the number of choices, ``batch_size``
-    the images in each; at most ``max_images`` images in all."""
+    the images in each; at most ``max_images`` images in all, prompts of ``max_prompt_chars``."""
     model = _model(data, served, required=True)
-    prompt = _prompt_from_messages(data.get("messages"))
+    prompt = _prompt_from_messages(data.get("messages"), max_prompt_chars)
     _check_chat_fields(data)
     stream = data.get("stream", False)
     if stream is None:
@@ -308,11 +412,17 @@ def parse_chat_request(data: Mapping[str, Any], served: ServedModel, *, max_imag
     if n * batch > max_images:
         field = "n" if batch == 1 else "batch_size"
         raise InvalidRequestError(field, n * batch, f"n × batch_size must be at most {max_images} on this server")
-    params = _params(data, prompt, served, n * batch)
+    params = _params(data, prompt, served, n * batch, max_prompt_chars)
     return IncomingChat(params=params, model=model, choices=n, stream=stream, include_usage=include_usage)
 
 
-def parse_images_request(data: Mapping[str, Any], served: ServedModel, *, max_images: int = 4) -> IncomingImages:
+def parse_images_request(
+    data: Mapping[str, Any],
+    served: ServedModel,
+    *,
+    max_images: int = 4,
+    max_prompt_chars: int = DEFAULT_MAX_PROMPT_CHARS,
+) -> IncomingImages:
     """An images-generations body → what to generate."""
     model = _model(data, served, required=False)
     prompt = data.get("prompt")
@@ -322,6 +432,7 @@ def parse_images_request(data: Mapping[str, Any], served: ServedModel, *, max_im
         raise _wrong_type("prompt", prompt, "a string")
     if not prompt.strip():
         raise InvalidRequestError("prompt", prompt, "must not be empty")
+    _check_prompt("prompt", prompt, max_prompt_chars)
     _string(data, "user")
     fmt = _string(data, "response_format") or "url"
     if fmt not in ("url", "b64_json"):
@@ -329,7 +440,8 @@ def parse_images_request(data: Mapping[str, Any], served: ServedModel, *, max_im
     n = _integer(data, "n", 1) or 1
     if n > max_images:
         raise InvalidRequestError("n", n, f"must be at most {max_images} on this server")
-    return IncomingImages(params=_params(data, prompt, served, n), model=model, response_format=fmt)
+    params = _params(data, prompt, served, n, max_prompt_chars)
+    return IncomingImages(params=params, model=model, response_format=fmt)
 
 
 # --- replies --------------------------------------------------------------------------------

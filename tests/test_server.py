@@ -487,13 +487,17 @@ def test_cli_serve_takes_keys_from_the_environment_and_never_prints_them(tmp_pat
 
 def test_a_model_that_cannot_load_shows_in_health_and_requests_fail_cleanly(tmp_path, backend):
     missing = str(tmp_path / "no-such-model")
-    with serve_in_background(backend, model=missing) as srv:
+    with serve_in_background(backend, model=missing, wait_ready=False) as srv:
+        _wait_until(lambda: srv.app.state.queue.ready.is_set())
         health = httpx.get(srv.url + "/health").json()
         assert health["status"] == "error" and "no such folder" in health["error"]
         body = {"model": "no-such-model", "messages": [{"role": "user", "content": "x"}], "num_inference_steps": 1}
         reply = httpx.post(srv.url + "/v1/chat/completions", json=body, timeout=60)
         assert _assert_openai_error(reply, 500)["type"] == "server_error"
         assert httpx.get(srv.url + "/health").status_code == 200
+        # The model's local path stays private: clients see the name it is served under.
+        assert str(tmp_path) not in json.dumps(health) + reply.text
+        assert "'no-such-model'" in health["error"]
 
 
 def test_sdkit_remote_backend_end_to_end(server, backend):
