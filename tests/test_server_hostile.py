@@ -399,16 +399,26 @@ def test_cli_serve_key_file_and_its_logs_hold_no_key_and_no_prompt(tmp_path):
     assert KEY not in text and "zebra-prompt" not in text and "quagga" not in text
 
 
-def test_cli_serve_exits_before_listening_when_the_model_does_not_load(tmp_path):
+@pytest.mark.parametrize(
+    ("kind", "status", "says"),
+    [("missing", 2, "no such folder"), ("broken", 1, "could not load")],  # a typing mistake is 2, a bad model 1
+)
+def test_cli_serve_exits_before_listening_when_the_model_does_not_load(tmp_path, kind, status, says):
+    model = tmp_path / "model"
+    if kind == "broken":
+        model.mkdir()
+        (model / "model_index.json").write_text(
+            '{"_class_name": "StableDiffusionPipeline", "unet": ["diffusers", "UNet2DConditionModel"]}'
+        )
     port = _free_port()
     log = tmp_path / "serve.log"
-    proc = _serve(["--port", str(port), "--model", str(tmp_path / "missing-model")], log)
+    proc = _serve(["--port", str(port), "--model", str(model)], log)
     try:
-        assert proc.wait(60) == 1
+        assert proc.wait(60) == status
     finally:
         proc.kill()
     text = log.read_text()
-    assert "no such folder" in text and "Traceback" not in text and "Uvicorn running" not in text
+    assert says in text and "Traceback" not in text and "Uvicorn running" not in text
 
 
 def test_cli_serve_exits_at_once_on_a_busy_port(tmp_path):
