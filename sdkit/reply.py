@@ -23,7 +23,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ReplyError
+from .errors import ReplyError, ReplyTooLargeError
+from .limits import DEFAULT_MAX_IMAGE_PIXELS, Limits
 
 __all__ = [
     "ChatChoice",
@@ -33,11 +34,13 @@ __all__ = [
     "ImageRef",
     "ImagesResponse",
     "Usage",
+    "check_image",
     "collect_stream",
     "decode_base64_image",
     "decode_image",
     "find_images",
     "image_mime",
+    "image_size",
     "parse_chat_completion",
     "parse_chat_reply",
     "parse_images_response",
@@ -403,19 +406,74 @@ def _decode_data_uri(uri: str) -> bytes | None:
     return decode_base64_image(m.group(2)) if m else None
 
 
-def decode_image(data: bytes):
-    """A PIL image from bytes checked by magic number (RGB or RGBA). Raises ReplyError otherwise."""
-    if image_mime(data) is None:
-        head = data[:40]
-        raise ReplyError(f"the bytes are not a PNG, JPEG, WebP or GIF image (start: {head!r})", _text(head))
+def _open(data: bytes):
+    """The image opened lazily (header read, pixels not decoded); PIL's errors as ReplyError."""
     import io
 
     from PIL import Image, UnidentifiedImageError
 
     try:
-        image = Image.open(io.BytesIO(data))
+        return Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        raise ReplyTooLargeError(
+            f"the image is too large to decode: {exc}", limit="max_image_pixels", value=Image.MAX_IMAGE_PIXELS
+        ) from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise ReplyError(f"the image cannot be decoded: {exc}", "") from None
+
+
+def image_size(data: bytes) -> tuple[int, int]:
+    """Width and height read from the image's header, its pixels not decoded."""
+    with _open(data) as image:
+        return image.size
+
+
+def _check_pixels(size: tuple[int, int], max_pixels: int, where: str) -> None:
+    width, height = size
+    if width * height > max_pixels:
+        raise ReplyTooLargeError(
+            f"the image {where} is {width}×{height} = {width * height} pixels, more than "
+            f"max_image_pixels={max_pixels}; {Limits.hint('max_image_pixels')}",
+            limit="max_image_pixels",
+            value=max_pixels,
+        )
+
+
+def check_image(data: bytes, *, max_bytes: int, max_pixels: int, where: str = "") -> str:
+    """The image's MIME type once its magic number, byte count and pixel count (from its header,
+    before anything is decoded) are checked; ReplyError (ReplyTooLargeError for a limit) otherwise."""
+    where = where or "in the reply"
+    if len(data) > max_bytes:
+        raise ReplyTooLargeError(
+            f"the image {where} is {len(data)} bytes, more than max_image_bytes={max_bytes}; "
+            f"{Limits.hint('max_image_bytes')}",
+            limit="max_image_bytes",
+            value=max_bytes,
+        )
+    mime = image_mime(data)
+    if mime is None:
+        raise ReplyError(f"the image {where} is not a PNG, JPEG, WebP or GIF (starts {data[:16]!r})")
+    _check_pixels(image_size(data), max_pixels, where)
+    return mime
+
+
+def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS):
+    """A PIL image from bytes checked by magic number (RGB or RGBA), refused before decoding when it
+    declares more than ``max_pixels`` pixels. Raises ReplyError otherwise."""
+    if image_mime(data) is None:
+        head = data[:40]
+        raise ReplyError(f"the bytes are not a PNG, JPEG, WebP or GIF image (start: {head!r})", _text(head))
+    from PIL import Image
+
+    image = _open(data)
+    _check_pixels(image.size, max_pixels, "to decode")
+    try:
         image.load()
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except Image.DecompressionBombError as exc:
+        raise ReplyTooLargeError(
+            f"the image is too large to decode: {exc}", limit="max_image_pixels", value=max_pixels
+        ) from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise ReplyError(f"the image cannot be decoded: {exc}", "") from None
     if image.mode not in ("RGB", "RGBA"):
         image = image.convert("RGBA" if "A" in image.mode or "transparency" in image.info else "RGB")
