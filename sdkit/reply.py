@@ -406,7 +406,29 @@ def _decode_data_uri(uri: str) -> bytes | None:
     return decode_base64_image(m.group(2)) if m else None
 
 
-def _open(data: bytes):
+def _bomb(exc: Exception, where: str, max_pixels: int) -> ReplyTooLargeError:
+    """PIL's DecompressionBombError (raised by ``Image.open`` itself past twice its own limit) in sdkit's terms."""
+    from PIL import Image
+
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    count = f"{found.group(1)} pixels" if found else "too many pixels"
+    pil = 2 * Image.MAX_IMAGE_PIXELS if Image.MAX_IMAGE_PIXELS else None
+    if pil is not None and max_pixels >= pil:
+        return ReplyTooLargeError(
+            f"the image {where} declares {count}, more than PIL decodes (2 × PIL.Image.MAX_IMAGE_PIXELS = {pil}); "
+            "raise PIL.Image.MAX_IMAGE_PIXELS as well",
+            limit="max_image_pixels",
+            value=max_pixels,
+        )
+    return ReplyTooLargeError(
+        f"the image {where} declares {count}, more than max_image_pixels={max_pixels}; "
+        f"{Limits.hint('max_image_pixels')}",
+        limit="max_image_pixels",
+        value=max_pixels,
+    )
+
+
+def _open(data: bytes, where: str, max_pixels: int):
     """The image opened lazily (header read, pixels not decoded); PIL's errors as ReplyError."""
     import io
 
@@ -415,16 +437,14 @@ def _open(data: bytes):
     try:
         return Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as exc:
-        raise ReplyTooLargeError(
-            f"the image is too large to decode: {exc}", limit="max_image_pixels", value=Image.MAX_IMAGE_PIXELS
-        ) from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise ReplyError(f"the image cannot be decoded: {exc}", "") from None
+        raise _bomb(exc, where, max_pixels) from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise ReplyError(f"the image {where} cannot be decoded: {exc}", "") from None
 
 
 def image_size(data: bytes) -> tuple[int, int]:
     """Width and height read from the image's header, its pixels not decoded."""
-    with _open(data) as image:
+    with _open(data, "given", DEFAULT_MAX_IMAGE_PIXELS) as image:
         return image.size
 
 
@@ -453,7 +473,8 @@ def check_image(data: bytes, *, max_bytes: int, max_pixels: int, where: str = ""
     mime = image_mime(data)
     if mime is None:
         raise ReplyError(f"the image {where} is not a PNG, JPEG, WebP or GIF (starts {data[:16]!r})")
-    _check_pixels(image_size(data), max_pixels, where)
+    with _open(data, where, max_pixels) as image:
+        _check_pixels(image.size, max_pixels, where)
     return mime
 
 
@@ -465,14 +486,12 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS):
         raise ReplyError(f"the bytes are not a PNG, JPEG, WebP or GIF image (start: {head!r})", _text(head))
     from PIL import Image
 
-    image = _open(data)
+    image = _open(data, "to decode", max_pixels)
     _check_pixels(image.size, max_pixels, "to decode")
     try:
         image.load()
     except Image.DecompressionBombError as exc:
-        raise ReplyTooLargeError(
-            f"the image is too large to decode: {exc}", limit="max_image_pixels", value=max_pixels
-        ) from None
+        raise _bomb(exc, "to decode", max_pixels) from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise ReplyError(f"the image cannot be decoded: {exc}", "") from None
     if image.mode not in ("RGB", "RGBA"):
