@@ -195,3 +195,30 @@ def test_scrub_finds_the_key_escaped_as_in_json_and_stops_bearer_at_a_backslash(
         f'"Bearer {MASK}\\n![x](data:image/png;base64,iVBOR)"'
     )
     assert scrub("Bearer abc123", patterns=False) == "Bearer abc123"
+
+
+def test_a_key_echoed_in_the_request_id_stays_out_of_a_study_and_sdkit_info(tmp_path, monkeypatch):
+    from sdkit.study import run_study
+
+    monkeypatch.setenv("SDKIT_API_KEY", PLANTED)
+    echo = {"x-request-id": PLANTED}
+    with FakeRelay() as relay:
+        relay.script(*[FakeReply.json(chat_completion({"content": f"![x]({_data_uri()})"}), headers=echo)] * 2)
+        spec = {
+            "name": "echo",
+            "backend": "chat",
+            "base_url": relay.url,
+            "params": {"prompt": "a cat"},
+            "seeds": [1, 2],
+        }
+        run = run_study(spec, tmp_path / "study", progress=False)
+    assert (run.made, run.failed) == (2, 0)
+    manifest = (tmp_path / "study" / "manifest.jsonl").read_text()
+    assert f'"request_ids": ["{MASK}"]' in manifest
+    pngs = sorted((tmp_path / "study" / "images").glob("*.png"))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    info = subprocess.run(
+        [sys.executable, "-m", "sdkit", "info", str(pngs[0])], capture_output=True, text=True, env=env
+    )
+    assert info.returncode == 0 and info.stdout
+    assert_clean(info.stdout, info.stderr, *_files_under(tmp_path))
