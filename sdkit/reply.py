@@ -548,8 +548,10 @@ def _url_of(item: Any) -> str | None:
     return None
 
 
-_MD_IMAGE = re.compile(r"!\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
-_MD_LINK = re.compile(r"(?<!!)\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+# Linear time on any text (a relay's reply can be megabytes of ``![`` or ``[``): no part can run
+# past a bracket or parenthesis that may open the next candidate.
+_MD_IMAGE = re.compile(r"!\[[^\[\]]*\]\(\s*<?([^()\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+_MD_LINK = re.compile(r"(?<!!)\[[^\[\]]*\]\(\s*<?([^()\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 _BARE_URL = re.compile(r"https?://[^\s<>()\[\]\"'`]+")
 _IMAGE_EXT = re.compile(r"\.(png|jpe?g|webp|gif)(?:$|[?#])", re.IGNORECASE)
 
