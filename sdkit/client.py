@@ -389,6 +389,13 @@ class _Base:
         lim = self.limits
         return _Budget(lim.max_image_bytes, "max_image_bytes", self.timeout, "timeout", lim.max_redirects)
 
+    def _idle_error(self, method: str, url: str, budget: _Budget) -> APITimeoutError:
+        """A read that waited ``timeout`` (for a stream: between two chunks; otherwise the whole budget)."""
+        if budget.time_limit == "timeout":
+            return self._deadline_error(method, url, budget)
+        text = f"{method} {url}: nothing received for {self.timeout:g} s (timeout={self.timeout:g}); "
+        return APITimeoutError(scrub(text, self._api_key) + Limits.hint("timeout"))
+
     def _deadline_error(self, method: str, url: str, budget: _Budget) -> APITimeoutError:
         name = budget.time_limit
         return APITimeoutError(
@@ -485,7 +492,7 @@ class Client(_Base):
                 url,
                 headers={"Accept-Encoding": ACCEPT_ENCODING, **headers},
                 content=content,
-                timeout=self._timeout(budget.seconds),
+                timeout=self._timeout(min(self.timeout, budget.seconds)),
                 extensions={"trace": dog.trace},
             )
             redirects = 0
@@ -512,7 +519,7 @@ class Client(_Base):
             if dog.expired:
                 raise self._deadline_error(method, url, budget) from None
             if isinstance(exc, (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout)):
-                raise self._deadline_error(method, url, budget) from None
+                raise self._idle_error(method, url, budget) from None
             if isinstance(exc, httpx.TransportError):
                 raise
             raise APIConnectionError(scrub(f"{method} {url}: {type(exc).__name__}: {exc}", self._api_key)) from None
@@ -608,7 +615,7 @@ class AsyncClient(_Base):
             url,
             headers={"Accept-Encoding": ACCEPT_ENCODING, **headers},
             content=content,
-            timeout=self._timeout(budget.seconds),
+            timeout=self._timeout(min(self.timeout, budget.seconds)),
         )
         redirects = 0
         while True:
@@ -642,7 +649,7 @@ class AsyncClient(_Base):
             raise self._deadline_error(method, url, budget) from None
         except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, OSError, ValueError) as exc:
             if isinstance(exc, (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout)):
-                raise self._deadline_error(method, url, budget) from None
+                raise self._idle_error(method, url, budget) from None
             if isinstance(exc, httpx.TransportError):
                 raise
             raise APIConnectionError(scrub(f"{method} {url}: {type(exc).__name__}: {exc}", self._api_key)) from None

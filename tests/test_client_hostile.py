@@ -464,3 +464,18 @@ def test_a_file_url_in_a_reply_is_not_fetched():
         relay.script(FakeReply.chat("![x](file:///etc/passwd)"))
         outcome, _ = run("sync", relay.url)
     assert_error(outcome, ReplyError, "holds no image")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_stream_that_goes_silent_ends_after_timeout_not_stream_timeout(kind):
+    def behave(conn, method, path, relay):
+        conn.sendall(head(200, {"Content-Type": "text/event-stream"}) + b": generating\n\n")
+        start = time.monotonic()
+        while relay.alive(start):
+            time.sleep(0.05)
+
+    request = ChatRequest.from_prompt("a cat", stream=True)
+    with Hostile(behave) as relay:
+        outcome, seconds = run(kind, relay.url, request, timeout=1.0, limits=Limits(stream_timeout=30))
+    assert_error(outcome, APITimeoutError, "nothing received for 1 s", "Client(timeout=")
+    assert seconds < 1.0 + SLACK_S
