@@ -209,18 +209,18 @@ class _Body:
         self._inflater = zlib.decompressobj(_WBITS[self.coding]) if self.coding else None
         declared = response.headers.get("content-length", "")
         if not truncate and declared.strip().isdigit() and int(declared) > self.max:
-            self._too_large(f"declares {int(declared)} bytes (Content-Length)")
+            self._too_large(f"declares {int(declared)} bytes (Content-Length), more than")
 
     def _too_large(self, how: str) -> None:
         name = self.budget.limit
         raise ReplyTooLargeError(
-            f"{self.what} {how}, more than {name}={self.max}; {Limits.hint(name)}", limit=name, value=self.max
+            f"{self.what} {how} {name}={self.max}; {Limits.hint(name)}", limit=name, value=self.max
         )
 
     def _add(self, piece: bytes) -> None:
         if self.size + len(piece) > self.max:
             if not self.truncate:
-                self._too_large("is larger")
+                self._too_large("is larger than")
             piece = piece[: self.max - self.size]
             self.full = True
         self.parts.append(piece)
@@ -230,7 +230,7 @@ class _Body:
         """Take the next raw chunk; raises ReplyTooLargeError past the limit (sets ``full`` when truncating)."""
         self.raw_size += len(chunk)
         if self.raw_size > self.max and not self.truncate:
-            self._too_large("is larger")
+            self._too_large("is larger than")
         if self._inflater is None:
             self._add(chunk)
             return
