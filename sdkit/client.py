@@ -5,6 +5,12 @@ They only do I/O: the request body comes from :mod:`sdkit.apirequest`, the reply
 :mod:`sdkit.reply`, the waits come from :mod:`sdkit.retry`. Image URLs in a reply are fetched at
 once (they expire), without the API key. Every error is an :class:`~sdkit.APIError` whose text
 has the key scrubbed out.
+
+A relay is not trusted. Bodies are read streamed, inflated here in bounded steps and counted
+against :class:`~sdkit.Limits`; one wall-clock deadline covers each try (a sync read blocked past
+it is woken by shutting its socket down); redirects are followed by hand so that their bodies are
+never read; images are checked (bytes, magic number, pixels from the header) before anything
+decodes them. Whatever comes back from a reply (request id, text, raw reply) has the key masked.
 """
 
 from __future__ import annotations
