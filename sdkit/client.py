@@ -260,7 +260,7 @@ class _Body:
 def _text_of(body: bytes, response: Any) -> str:
     try:
         return body.decode(response.charset_encoding or "utf-8", errors="replace")
-    except LookupError:  # a charset Python does not know
+    except (LookupError, UnicodeError):  # a charset Python does not know, or one that cannot replace
         return body.decode("utf-8", errors="replace")
 
 

@@ -126,7 +126,7 @@ class ImagesResponse:
 def _loads(raw: str) -> Any:
     try:
         return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError, TypeError) as exc:
+    except (ValueError, TypeError, RecursionError) as exc:  # JSONDecodeError, a 5000-digit number, deep nesting
         raise ReplyError(f"the reply is not JSON ({exc.__class__.__name__}: {exc}): {_quote(raw)!r}", raw) from None
 
 
