@@ -479,3 +479,40 @@ def test_a_stream_that_goes_silent_ends_after_timeout_not_stream_timeout(kind):
         outcome, seconds = run(kind, relay.url, request, timeout=1.0, limits=Limits(stream_timeout=30))
     assert_error(outcome, APITimeoutError, "nothing received for 1 s", "Client(timeout=")
     assert seconds < 1.0 + SLACK_S
+
+
+def _with_body(body: bytes, **headers) -> bytes:
+    return head(200, {"Content-Length": len(body), **headers}) + body
+
+
+MALFORMED = {
+    "bad Content-Length": b"HTTP/1.1 200 OK\r\nContent-Length: abc\r\n\r\n{}",
+    "two Content-Lengths": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
+    "bad chunk": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
+    "bad status line": b"HTTP/1.1 999999 X\r\nContent-Length: 0\r\n\r\n",
+    "not HTTP": b"{}",
+    "brotli": _with_body(b"{}", **{"Content-Encoding": "br"}),
+    "deflate garbage": _with_body(b"hello", **{"Content-Encoding": "deflate"}),
+    "charset that cannot replace": _with_body('{"é": 1'.encode(), **{"Content-Type": "text/plain; charset=idna"}),
+    "5000-digit number": _with_body(b'{"choices": [], "created": ' + b"1" * 5000 + b"}"),
+    "JSON nested 200000 deep": _with_body(b"[" * 200_000 + b"]" * 200_000),
+    "redirect to ftp": head(302, {"Location": "ftp://127.0.0.1/x", "Content-Length": 0}),
+    "image URL with a NUL": _with_body(
+        chat_json("").replace(b'"content": ""', b'"images": ["http://a\\u0000b/x.png"]')
+    ),
+    "image URL with a bad port": _with_body(
+        chat_json("").replace(b'"content": ""', b'"images": ["http://:99999/x.png"]')
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("name", MALFORMED)
+def test_malformed_replies_are_sdkit_errors(kind, name):
+    def behave(conn, *_):
+        conn.sendall(MALFORMED[name])
+
+    with Hostile(behave) as relay:
+        outcome, seconds = run(kind, relay.url, timeout=3)
+    assert_error(outcome, SdkitError)
+    assert seconds < 3
