@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -380,11 +381,25 @@ def image_mime(data: bytes) -> str | None:
 _B64_CHARS = re.compile(r"^[A-Za-z0-9+/=_\-\s]+$")
 
 
+def _looks_like_image(head: str) -> bool:
+    """Whether base64 starting with ``head`` can be an image: its first 12 bytes decoded and sniffed."""
+    compact = re.sub(r"\s+", "", head)[:16]
+    if len(compact) < 16:
+        return True  # too short to tell: decide on the whole text
+    try:
+        data = base64.urlsafe_b64decode(compact.replace("+", "-").replace("/", "_"))
+    except (binascii.Error, ValueError):
+        return False
+    return image_mime(data) is not None
+
+
 def decode_base64_image(text: str) -> bytes | None:
     """Bytes of an image given as base64 (standard or URL-safe, padding optional, whitespace ignored),
     or None when ``text`` is not base64 of a PNG/JPEG/WebP/GIF."""
     text = text.strip()
-    if len(text) < 16 or not _B64_CHARS.match(text):
+    if len(text) < 16 or not _B64_CHARS.match(text[:256]) or not _looks_like_image(text[:256]):
+        return None  # sniffed from the first bytes before the whole text is decoded
+    if not _B64_CHARS.match(text):
         return None
     compact = re.sub(r"\s+", "", text)
     compact += "=" * (-len(compact) % 4)
@@ -556,21 +571,33 @@ _BARE_URL = re.compile(r"https?://[^\s<>()\[\]\"'`]+")
 _IMAGE_EXT = re.compile(r"\.(png|jpe?g|webp|gif)(?:$|[?#])", re.IGNORECASE)
 
 
+#: A text with more ``[`` than this is not searched for markdown (shapes 3 and 4): the search is
+#: linear but costs about a microsecond a bracket, and no real reply holds that many.
+MAX_MARKDOWN_BRACKETS = 100_000
+
+
 def _images_in_text(text: str) -> list[ImageRef]:
     """Shapes 3–5 in a text: markdown images (all), else the final link or bare URL, else a data URI
     anywhere, else the whole text as base64."""
-    found = [r for m in _MD_IMAGE.finditer(text) if (r := _ref("markdown-image", m.group(1)))]
+    markdown = text.count("[") <= MAX_MARKDOWN_BRACKETS
+    found = [r for m in _MD_IMAGE.finditer(text) if (r := _ref("markdown-image", m.group(1)))] if markdown else []
     if found:
         return found
-    rest = _MD_IMAGE.sub(" ", text)
-    links: list[tuple[int, str]] = [(m.start(), m.group(1)) for m in _MD_LINK.finditer(rest)]
-    bare_text = _MD_LINK.sub(lambda m: " " * len(m.group(0)), rest)
-    links += [(m.start(), m.group(0).rstrip(".,;:!?，。")) for m in _BARE_URL.finditer(bare_text)]
-    links = [(pos, url) for pos, url in sorted(links) if url.lower().startswith(("http://", "https://"))]
-    if links:
-        images = [url for _, url in links if _IMAGE_EXT.search(url)]
-        final = images[-1] if images else links[-1][1]
-        return [ImageRef("link", url=final)]
+    rest = _MD_IMAGE.sub(" ", text) if markdown else text
+    links: list[tuple[int, str]] = [(m.start(), m.group(1)) for m in _MD_LINK.finditer(rest)] if markdown else []
+    bare_text = _MD_LINK.sub(lambda m: " " * len(m.group(0)), rest) if markdown else text
+    bare = (m for m in _BARE_URL.finditer(bare_text))
+    last_link: tuple[int, str] | None = None  # the final link, and the final one that names an image file
+    last_image: tuple[int, str] | None = None
+    for pos, url in itertools.chain(links, ((m.start(), m.group(0).rstrip(".,;:!?，。")) for m in bare)):
+        if not url.lower().startswith(("http://", "https://")):
+            continue
+        if last_link is None or pos > last_link[0]:
+            last_link = (pos, url)
+        if (last_image is None or pos > last_image[0]) and _IMAGE_EXT.search(url):
+            last_image = (pos, url)
+    if last_link is not None:
+        return [ImageRef("link", url=(last_image or last_link)[1])]
     uris = [data for m in _DATA_URI.finditer(text) if (data := decode_base64_image(m.group(2)))]
     if uris:
         return [ImageRef("data-uri", data=d) for d in uris]
