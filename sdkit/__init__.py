@@ -26,6 +26,7 @@ from .errors import (
     PermissionDeniedError,
     RateLimitError,
     ReplyError,
+    ReplyTooLargeError,
     RequestTooLargeError,
     SdkitError,
     ServerBusyError,
@@ -37,6 +38,7 @@ from .fakerelay import FakeRelay, FakeReply
 from .grid import grid_figure, image_grid, labelled_grid, sweep_grids
 from .imagemeta import ImageMetadata, read_image_metadata
 from .infotext import format_infotext, parse_infotext
+from .limits import Limits
 from .local import MEMORY_PRESETS, LocalBackend
 from .params import GenerationParams
 from .pngfile import read_png_metadata, save_result, write_png
@@ -99,6 +101,7 @@ __all__ = [
     "ImagesResponse",
     "InvalidModelError",
     "InvalidRequestError",
+    "Limits",
     "LocalBackend",
     "MEMORY_PRESETS",
     "Message",
@@ -109,6 +112,7 @@ __all__ = [
     "RateLimitError",
     "RemoteBackend",
     "ReplyError",
+    "ReplyTooLargeError",
     "RequestTooLargeError",
     "RetryPolicy",
     "SDExtras",

@@ -10,6 +10,7 @@
         ├── APIConnectionError              could not connect, or the connection dropped
         │   └── APITimeoutError             no reply in time
         ├── ReplyError                      a 2xx reply that cannot be used (malformed, no image)
+        │   └── ReplyTooLargeError          a reply or image past one of the client's Limits
         └── APIStatusError                  a non-2xx reply; carries status, request id, message
             ├── BadRequestError             400
             ├── AuthenticationError         401
@@ -48,6 +49,7 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitError",
     "ReplyError",
+    "ReplyTooLargeError",
     "RequestTooLargeError",
     "SdkitError",
     "ServerBusyError",
@@ -111,6 +113,16 @@ class ReplyError(APIError):
     def __init__(self, message: str, raw: str = "") -> None:
         self.raw = raw
         super().__init__(message)
+
+
+class ReplyTooLargeError(ReplyError):
+    """A reply, or an image in it, went past one of the client's limits (:class:`~sdkit.Limits`).
+    ``limit`` names the limit and ``value`` is its setting; the message says how to raise it."""
+
+    def __init__(self, message: str, *, limit: str, value: object, raw: str = "") -> None:
+        self.limit = limit
+        self.value = value
+        super().__init__(message, raw)
 
 
 class APIStatusError(APIError):

@@ -22,6 +22,7 @@ from .apirequest import DEFAULT_API_MODEL, RESPONSE_FORMATS, ChatRequest, Images
 from .backend import ResultCallback
 from .client import APIReply, Client
 from .errors import SdkitError, ValidationError
+from .limits import Limits
 from .params import GenerationParams
 from .result import GenerationResult, Timings
 from .retry import DEFAULT_TIMEOUT, RetryPolicy
@@ -49,6 +50,7 @@ class RemoteBackend:
     steps, guidance and size as top-level fields (some relays read them, others refuse them).
     ``max_concurrency`` bounds the requests in flight in :meth:`generate_many`.
     ``response_format`` (images only) is ``"b64_json"`` or ``"url"`` (left out by default).
+    ``timeout`` and ``limits`` bound each request and what the relay may send (see :class:`~sdkit.Client`).
     """
 
     def __init__(
@@ -65,6 +67,7 @@ class RemoteBackend:
         timeout: float = DEFAULT_TIMEOUT,
         retry: RetryPolicy | None = None,
         max_retries: int | None = None,
+        limits: Limits | None = None,
     ) -> None:
         if name not in REMOTE_BACKENDS:
             raise ValidationError("backend", name, f"must be one of {', '.join(REMOTE_BACKENDS)}")
@@ -82,7 +85,9 @@ class RemoteBackend:
         self.max_concurrency = max_concurrency
         self.response_format = response_format
         self._owns_client = client is None
-        self.client = client or Client(base_url, api_key, timeout=timeout, retry=retry, max_retries=max_retries)
+        self.client = client or Client(
+            base_url, api_key, timeout=timeout, retry=retry, max_retries=max_retries, limits=limits
+        )
 
     def __repr__(self) -> str:
         return (
@@ -240,12 +245,12 @@ class RemoteBackend:
             "model": model,
             "sd_extras": self.sd_extras,
             "requests": len(jobs),
-            "request_ids": [replies[j.part].request_id for j in jobs],
+            "request_ids": [scrub(r, key) if (r := replies[j.part].request_id) else None for j in jobs],
             "attempts": [replies[j.part].attempts for j in jobs],
             "image_sources": shapes,
             "image_urls": [scrub(u, key) if u else None for u in urls],
             "image_sizes": [list(im.size) for im in images],
-            "raw_reply": tuple(scrub(replies[j.part].raw, key) for j in jobs),
+            "raw_reply": tuple(scrub(replies[j.part].raw, key, patterns=False) for j in jobs),
             "elapsed_s": time.perf_counter() - start,
         }
         return GenerationResult(

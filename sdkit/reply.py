@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ReplyError
+from .errors import ReplyError, ReplyTooLargeError
+from .limits import DEFAULT_MAX_IMAGE_PIXELS, Limits
 
 __all__ = [
     "ChatChoice",
@@ -33,11 +35,13 @@ __all__ = [
     "ImageRef",
     "ImagesResponse",
     "Usage",
+    "check_image",
     "collect_stream",
     "decode_base64_image",
     "decode_image",
     "find_images",
     "image_mime",
+    "image_size",
     "parse_chat_completion",
     "parse_chat_reply",
     "parse_images_response",
@@ -123,7 +127,7 @@ class ImagesResponse:
 def _loads(raw: str) -> Any:
     try:
         return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError, TypeError) as exc:
+    except (ValueError, TypeError, RecursionError) as exc:  # JSONDecodeError, a 5000-digit number, deep nesting
         raise ReplyError(f"the reply is not JSON ({exc.__class__.__name__}: {exc}): {_quote(raw)!r}", raw) from None
 
 
@@ -377,11 +381,25 @@ def image_mime(data: bytes) -> str | None:
 _B64_CHARS = re.compile(r"^[A-Za-z0-9+/=_\-\s]+$")
 
 
+def _looks_like_image(head: str) -> bool:
+    """Whether base64 starting with ``head`` can be an image: its first 12 bytes decoded and sniffed."""
+    compact = re.sub(r"\s+", "", head)[:16]
+    if len(compact) < 16:
+        return True  # too short to tell: decide on the whole text
+    try:
+        data = base64.urlsafe_b64decode(compact.replace("+", "-").replace("/", "_"))
+    except (binascii.Error, ValueError):
+        return False
+    return image_mime(data) is not None
+
+
 def decode_base64_image(text: str) -> bytes | None:
     """Bytes of an image given as base64 (standard or URL-safe, padding optional, whitespace ignored),
     or None when ``text`` is not base64 of a PNG/JPEG/WebP/GIF."""
     text = text.strip()
-    if len(text) < 16 or not _B64_CHARS.match(text):
+    if len(text) < 16 or not _B64_CHARS.match(text[:256]) or not _looks_like_image(text[:256]):
+        return None  # sniffed from the first bytes before the whole text is decoded
+    if not _B64_CHARS.match(text):
         return None
     compact = re.sub(r"\s+", "", text)
     compact += "=" * (-len(compact) % 4)
@@ -403,19 +421,93 @@ def _decode_data_uri(uri: str) -> bytes | None:
     return decode_base64_image(m.group(2)) if m else None
 
 
-def decode_image(data: bytes):
-    """A PIL image from bytes checked by magic number (RGB or RGBA). Raises ReplyError otherwise."""
-    if image_mime(data) is None:
-        head = data[:40]
-        raise ReplyError(f"the bytes are not a PNG, JPEG, WebP or GIF image (start: {head!r})", _text(head))
+def _bomb(exc: Exception, where: str, max_pixels: int) -> ReplyTooLargeError:
+    """PIL's DecompressionBombError (raised by ``Image.open`` itself past twice its own limit) in sdkit's terms."""
+    from PIL import Image
+
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    count = f"{found.group(1)} pixels" if found else "too many pixels"
+    pil = 2 * Image.MAX_IMAGE_PIXELS if Image.MAX_IMAGE_PIXELS else None
+    if pil is not None and max_pixels >= pil:
+        return ReplyTooLargeError(
+            f"the image {where} declares {count}, more than PIL decodes (2 × PIL.Image.MAX_IMAGE_PIXELS = {pil}); "
+            "raise PIL.Image.MAX_IMAGE_PIXELS as well",
+            limit="max_image_pixels",
+            value=max_pixels,
+        )
+    return ReplyTooLargeError(
+        f"the image {where} declares {count}, more than max_image_pixels={max_pixels}; "
+        f"{Limits.hint('max_image_pixels')}",
+        limit="max_image_pixels",
+        value=max_pixels,
+    )
+
+
+def _open(data: bytes, where: str, max_pixels: int):
+    """The image opened lazily (header read, pixels not decoded); PIL's errors as ReplyError."""
     import io
 
     from PIL import Image, UnidentifiedImageError
 
     try:
-        image = Image.open(io.BytesIO(data))
+        return Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        raise _bomb(exc, where, max_pixels) from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise ReplyError(f"the image {where} cannot be decoded: {exc}", "") from None
+
+
+def image_size(data: bytes) -> tuple[int, int]:
+    """Width and height read from the image's header, its pixels not decoded."""
+    with _open(data, "given", DEFAULT_MAX_IMAGE_PIXELS) as image:
+        return image.size
+
+
+def _check_pixels(size: tuple[int, int], max_pixels: int, where: str) -> None:
+    width, height = size
+    if width * height > max_pixels:
+        raise ReplyTooLargeError(
+            f"the image {where} is {width}×{height} = {width * height} pixels, more than "
+            f"max_image_pixels={max_pixels}; {Limits.hint('max_image_pixels')}",
+            limit="max_image_pixels",
+            value=max_pixels,
+        )
+
+
+def check_image(data: bytes, *, max_bytes: int, max_pixels: int, where: str = "") -> str:
+    """The image's MIME type once its magic number, byte count and pixel count (from its header,
+    before anything is decoded) are checked; ReplyError (ReplyTooLargeError for a limit) otherwise."""
+    where = where or "in the reply"
+    if len(data) > max_bytes:
+        raise ReplyTooLargeError(
+            f"the image {where} is {len(data)} bytes, more than max_image_bytes={max_bytes}; "
+            f"{Limits.hint('max_image_bytes')}",
+            limit="max_image_bytes",
+            value=max_bytes,
+        )
+    mime = image_mime(data)
+    if mime is None:
+        raise ReplyError(f"the image {where} is not a PNG, JPEG, WebP or GIF (starts {data[:16]!r})")
+    with _open(data, where, max_pixels) as image:
+        _check_pixels(image.size, max_pixels, where)
+    return mime
+
+
+def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS):
+    """A PIL image from bytes checked by magic number (RGB or RGBA), refused before decoding when it
+    declares more than ``max_pixels`` pixels. Raises ReplyError otherwise."""
+    if image_mime(data) is None:
+        head = data[:40]
+        raise ReplyError(f"the bytes are not a PNG, JPEG, WebP or GIF image (start: {head!r})", _text(head))
+    from PIL import Image
+
+    image = _open(data, "to decode", max_pixels)
+    _check_pixels(image.size, max_pixels, "to decode")
+    try:
         image.load()
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except Image.DecompressionBombError as exc:
+        raise _bomb(exc, "to decode", max_pixels) from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise ReplyError(f"the image cannot be decoded: {exc}", "") from None
     if image.mode not in ("RGB", "RGBA"):
         image = image.convert("RGBA" if "A" in image.mode or "transparency" in image.info else "RGB")
@@ -471,27 +563,41 @@ def _url_of(item: Any) -> str | None:
     return None
 
 
-_MD_IMAGE = re.compile(r"!\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
-_MD_LINK = re.compile(r"(?<!!)\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+# Linear time on any text (a relay's reply can be megabytes of ``![`` or ``[``): no part can run
+# past a bracket or parenthesis that may open the next candidate.
+_MD_IMAGE = re.compile(r"!\[[^\[\]]*\]\(\s*<?([^()\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+_MD_LINK = re.compile(r"(?<!!)\[[^\[\]]*\]\(\s*<?([^()\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 _BARE_URL = re.compile(r"https?://[^\s<>()\[\]\"'`]+")
 _IMAGE_EXT = re.compile(r"\.(png|jpe?g|webp|gif)(?:$|[?#])", re.IGNORECASE)
+
+
+#: A text with more ``[`` than this is not searched for markdown (shapes 3 and 4): the search is
+#: linear but costs about a microsecond a bracket, and no real reply holds that many.
+MAX_MARKDOWN_BRACKETS = 100_000
 
 
 def _images_in_text(text: str) -> list[ImageRef]:
     """Shapes 3–5 in a text: markdown images (all), else the final link or bare URL, else a data URI
     anywhere, else the whole text as base64."""
-    found = [r for m in _MD_IMAGE.finditer(text) if (r := _ref("markdown-image", m.group(1)))]
+    markdown = text.count("[") <= MAX_MARKDOWN_BRACKETS
+    found = [r for m in _MD_IMAGE.finditer(text) if (r := _ref("markdown-image", m.group(1)))] if markdown else []
     if found:
         return found
-    rest = _MD_IMAGE.sub(" ", text)
-    links: list[tuple[int, str]] = [(m.start(), m.group(1)) for m in _MD_LINK.finditer(rest)]
-    bare_text = _MD_LINK.sub(lambda m: " " * len(m.group(0)), rest)
-    links += [(m.start(), m.group(0).rstrip(".,;:!?，。")) for m in _BARE_URL.finditer(bare_text)]
-    links = [(pos, url) for pos, url in sorted(links) if url.lower().startswith(("http://", "https://"))]
-    if links:
-        images = [url for _, url in links if _IMAGE_EXT.search(url)]
-        final = images[-1] if images else links[-1][1]
-        return [ImageRef("link", url=final)]
+    rest = _MD_IMAGE.sub(" ", text) if markdown else text
+    links: list[tuple[int, str]] = [(m.start(), m.group(1)) for m in _MD_LINK.finditer(rest)] if markdown else []
+    bare_text = _MD_LINK.sub(lambda m: " " * len(m.group(0)), rest) if markdown else text
+    bare = (m for m in _BARE_URL.finditer(bare_text))
+    last_link: tuple[int, str] | None = None  # the final link, and the final one that names an image file
+    last_image: tuple[int, str] | None = None
+    for pos, url in itertools.chain(links, ((m.start(), m.group(0).rstrip(".,;:!?，。")) for m in bare)):
+        if not url.lower().startswith(("http://", "https://")):
+            continue
+        if last_link is None or pos > last_link[0]:
+            last_link = (pos, url)
+        if (last_image is None or pos > last_image[0]) and _IMAGE_EXT.search(url):
+            last_image = (pos, url)
+    if last_link is not None:
+        return [ImageRef("link", url=(last_image or last_link)[1])]
     uris = [data for m in _DATA_URI.finditer(text) if (data := decode_base64_image(m.group(2)))]
     if uris:
         return [ImageRef("data-uri", data=d) for d in uris]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 __all__ = ["MASK", "MIN_SCRUB_LENGTH", "Secret", "scrub"]
@@ -10,7 +11,9 @@ MASK = "********"
 #: Shorter values are not searched for (see :func:`scrub`).
 MIN_SCRUB_LENGTH = 8
 
-_BEARER = re.compile(r"(Bearer\s+)[^\s'\"]+", re.IGNORECASE)
+#: ``Bearer`` and a token as RFC 6750 spells it (``b64token``): it stops at a backslash, a quote or
+#: a bracket, so a newline escaped in JSON and a data URI after it are left alone.
+_BEARER = re.compile(r"(Bearer[ \t]+)[A-Za-z0-9\-._~+/]+=*", re.IGNORECASE)
 
 
 class Secret:
@@ -58,14 +61,27 @@ class Secret:
         raise TypeError("a Secret cannot be pickled")
 
 
-def scrub(text: str, *secrets: Secret | str | None) -> str:
-    """``text`` with every given secret and every ``Bearer <token>`` replaced by ``********``.
+def _forms(value: str) -> list[str]:
+    """The value as it may appear in a text: itself, and escaped as in JSON (``\\/``, ``\\uXXXX``)."""
+    escaped = json.dumps(value)[1:-1]
+    forms = {value, escaped, escaped.replace("/", "\\/"), json.dumps(value, ensure_ascii=False)[1:-1]}
+    return sorted(forms, key=len, reverse=True)
 
-    Values shorter than :data:`MIN_SCRUB_LENGTH` are placeholders, not keys (vLLM's ``EMPTY``,
-    ``test``): replacing them would mangle replies (base64 images, ids), so they are left alone.
+
+def scrub(text: str, *secrets: Secret | str | None, patterns: bool = True) -> str:
+    """``text`` with every given secret replaced by ``********``, and with ``patterns`` (default)
+    every ``Bearer <token>`` too.
+
+    A secret is also found escaped as in JSON. Values shorter than :data:`MIN_SCRUB_LENGTH` are
+    placeholders, not keys (vLLM's ``EMPTY``, ``test``): replacing them would mangle replies
+    (base64 images, ids), so they are left alone. ``patterns=False`` replaces the secrets only:
+    a reply kept as received stays byte-exact but for the key.
     """
     for secret in secrets:
         value = secret.reveal() if isinstance(secret, Secret) else secret
         if value and len(value) >= MIN_SCRUB_LENGTH:
-            text = text.replace(value, MASK)
+            for form in _forms(value):
+                text = text.replace(form, MASK)
+    if not patterns:
+        return text
     return _BEARER.sub(lambda m: m.group(1) + MASK, text)

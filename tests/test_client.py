@@ -248,3 +248,19 @@ def test_client_repr_and_config_errors(relay):
         Client(relay.url, api_key="k", timeout=0)
     with pytest.raises(ValueError):
         Client(relay.url, api_key="k", retry=FAST, max_retries=1)
+
+
+def test_limits_are_checked_and_reach_the_client(relay):
+    from sdkit import Limits, ValidationError
+
+    for bad in ({"max_reply_bytes": 0}, {"max_image_pixels": 1.5}, {"max_redirects": -1}, {"stream_timeout": 0}):
+        with pytest.raises(ValidationError, match=next(iter(bad))):
+            Limits(**bad)
+    with pytest.raises(ValidationError, match="stream_timeout"):
+        Limits(stream_timeout=float("inf"))
+    with pytest.raises(ValidationError, match="limits"):
+        Client(relay.url, api_key="", limits={"max_reply_bytes": 1})
+    with pytest.raises(ValidationError, match="timeout"):
+        Client(relay.url, api_key="", timeout=float("nan"))
+    assert Client(relay.url, api_key="").limits == Limits()
+    assert Client(relay.url, api_key="", limits=Limits(max_images=2)).limits.max_images == 2

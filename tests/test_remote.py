@@ -160,3 +160,12 @@ def test_429_with_retry_after_1_then_200_gives_one_result_after_about_a_second(r
     first, second = relay.api_requests
     assert len(result) == 1 and result.details["attempts"] == [2]
     assert second.at - first.at >= 0.95
+
+
+def test_limits_given_to_the_backend_bound_its_client():
+    from sdkit import FakeRelay, Limits, ReplyTooLargeError
+
+    with FakeRelay() as relay, RemoteBackend("chat", relay.url, api_key="", limits=Limits(max_reply_bytes=100)) as b:
+        assert b.client.limits.max_reply_bytes == 100
+        with pytest.raises(ReplyTooLargeError, match=r"max_reply_bytes=100; raise it with Client\(limits=Limits"):
+            b.generate(GenerationParams("a cat", seed=1))

@@ -1,5 +1,6 @@
 import base64
 import json
+import time
 
 import pytest
 
@@ -260,3 +261,12 @@ def test_odd_types_in_optional_fields_do_not_lose_the_image():
     assert [r.data for r in find_images(reply)] == [PNG]
     with pytest.raises(ReplyError, match="wrong type"):
         parse_chat_completion(raw, strict=True)
+
+
+@pytest.mark.parametrize("junk", ["![", "[", "![x](", "[a](", '![x](u "'])
+def test_finding_images_in_a_hostile_text_takes_linear_time(junk):
+    """A relay's text of many unclosed brackets once took quadratic time (100 KB: ~30 s)."""
+    reply = parse_chat_completion(json.dumps({"choices": [{"message": {"content": junk * 50_000}}]}))
+    start = time.perf_counter()
+    assert find_images(reply) == ()
+    assert time.perf_counter() - start < 3

@@ -130,3 +130,95 @@ def test_planted_key_stays_out_of_exceptions_reprs_results_and_logs(tmp_path, ca
     texts += [r.getMessage() for r in caplog.records]
     assert any("retry" in t for t in texts)  # the retries were logged
     assert_clean(*texts, *_files_under(tmp_path))
+
+
+# --- what comes from a reply (issue 13, finding 4) ----------------------------------------------
+
+import base64  # noqa: E402
+
+from sdkit import read_png_metadata  # noqa: E402
+from sdkit.fakerelay import chat_completion, fake_png  # noqa: E402
+
+
+def _data_uri() -> str:
+    return "data:image/png;base64," + base64.b64encode(fake_png("a cat")).decode()
+
+
+def test_a_key_echoed_in_the_request_id_stays_out_of_errors_results_and_pngs(tmp_path):
+    echo = {"x-request-id": f"Bearer {PLANTED}"}
+    with FakeRelay() as relay:
+        relay.script(FakeReply.error(400, "bad request", request_id=PLANTED))
+        with Client(relay.url, api_key=PLANTED) as client, pytest.raises(APIError) as info:
+            client.chat("a cat")
+        err = info.value
+        relay.script(FakeReply.json(chat_completion({"content": f"![x]({_data_uri()})"}), headers=echo))
+        with Client(relay.url, api_key=PLANTED) as client:
+            reply = client.chat("a cat")
+        relay.script(FakeReply.json(chat_completion({"content": f"![x]({_data_uri()})"}), headers=echo))
+        with RemoteBackend("chat", relay.url, api_key=PLANTED) as backend:
+            result = backend.generate(GenerationParams("a cat", seed=1))
+    paths = save_result(result, tmp_path)
+    assert err.request_id == MASK and "bad request" in str(err)
+    assert reply.request_id == f"Bearer {MASK}"
+    assert result.details["request_ids"] == [f"Bearer {MASK}"]
+    assert_clean(str(err), repr(err), reply.request_id, json.dumps(result.record(0)), repr(dict(result.details)))
+    assert_clean(*(p.read_bytes() for p in paths), json.dumps(read_png_metadata(paths[0]), default=str))
+
+
+def test_a_bearer_token_in_a_reply_does_not_eat_the_image_after_it():
+    body = json.dumps(chat_completion({"content": f"token used: Bearer abc123\n![x]({_data_uri()})"}))
+    assert "abc123\\n![x](data:image/png;base64," in body  # the newline is escaped in the JSON text
+    with FakeRelay() as relay:
+        relay.script(FakeReply(body=body.encode()))
+        with Client(relay.url, api_key=PLANTED) as client:
+            reply = client.chat("a cat")
+    assert reply.images[0].data == fake_png("a cat")
+    assert reply.raw == body  # kept as received: nothing but the key is masked
+
+
+def test_the_raw_reply_is_kept_byte_exact_but_for_the_key(tmp_path):
+    content = f"key {PLANTED}, escaped {json.dumps(PLANTED)[1:-1]}; Bearer abc123\n![x]({_data_uri()})"
+    body = json.dumps(chat_completion({"content": content}))
+    with FakeRelay() as relay:
+        relay.script(FakeReply(body=body.encode()))
+        with RemoteBackend("chat", relay.url, api_key=PLANTED) as backend:
+            result = backend.generate(GenerationParams("a cat", seed=1))
+    assert result.details["raw_reply"] == (body.replace(PLANTED, MASK),)
+    assert "Bearer abc123" in result.details["raw_reply"][0]
+    assert result.images[0].size == (64, 64)
+
+
+def test_scrub_finds_the_key_escaped_as_in_json_and_stops_bearer_at_a_backslash():
+    key = "sk-with/slash-0123456789"
+    assert scrub('{"k": "sk-with\\/slash-0123456789"}', key) == '{"k": "' + MASK + '"}'
+    assert scrub('"Bearer abc123\\n![x](data:image/png;base64,iVBOR)"') == (
+        f'"Bearer {MASK}\\n![x](data:image/png;base64,iVBOR)"'
+    )
+    assert scrub("Bearer abc123", patterns=False) == "Bearer abc123"
+
+
+def test_a_key_echoed_in_the_request_id_stays_out_of_a_study_and_sdkit_info(tmp_path, monkeypatch):
+    from sdkit.study import run_study
+
+    monkeypatch.setenv("SDKIT_API_KEY", PLANTED)
+    echo = {"x-request-id": PLANTED}
+    with FakeRelay() as relay:
+        relay.script(*[FakeReply.json(chat_completion({"content": f"![x]({_data_uri()})"}), headers=echo)] * 2)
+        spec = {
+            "name": "echo",
+            "backend": "chat",
+            "base_url": relay.url,
+            "params": {"prompt": "a cat"},
+            "seeds": [1, 2],
+        }
+        run = run_study(spec, tmp_path / "study", progress=False)
+    assert (run.made, run.failed) == (2, 0)
+    manifest = (tmp_path / "study" / "manifest.jsonl").read_text()
+    assert f'"request_ids": ["{MASK}"]' in manifest
+    pngs = sorted((tmp_path / "study" / "images").glob("*.png"))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    info = subprocess.run(
+        [sys.executable, "-m", "sdkit", "info", str(pngs[0])], capture_output=True, text=True, env=env
+    )
+    assert info.returncode == 0 and info.stdout
+    assert_clean(info.stdout, info.stderr, *_files_under(tmp_path))
