@@ -83,7 +83,8 @@ then, a pixel by one level) depend on the CPU's vector units and the thread coun
 """),
         code("""
 again = backend.generate(params)  # the same request, a second time
-print("the same request again, byte-identical:", [a.tobytes() == b.tobytes() for a, b in zip(result.images, again.images)])
+same = [a.tobytes() == b.tobytes() for a, b in zip(result.images, again.images)]
+print("the same request again, byte-identical:", same)
 alone = backend.generate(params.for_image(2))  # image 2 alone: seed 3
 print("image 2 made alone equals the batch's within one level:",
       max(abs(a - b) for a, b in zip(alone.images[0].tobytes(), result.images[2].tobytes())) <= 1)
