@@ -141,6 +141,10 @@ class LocalBackend:
         self.max_batch = max_batch
         self._loaded: _Loaded | None = None
 
+    def set_threads(self, threads: Threads) -> None:
+        """Use ``threads`` from the next call on (``verify`` replays each batch with the count it was made with)."""
+        self.cpu = CpuSettings(threads, self.cpu.portable)
+
     def __repr__(self) -> str:
         model = self._loaded.model if self._loaded else None
         cpu = f", threads={self.cpu.threads!r}" + (", portable=True" if self.cpu.portable else "")
@@ -308,7 +312,7 @@ class LocalBackend:
 
             kwargs["callback_on_step_end"] = _callback
         _warn_truncated(pipe, prompts, negatives)
-        threads = resolve_threads(self.cpu, self.device, loaded.unet_params)
+        threads = resolve_threads(self.cpu, self.device, loaded.unet_params, images=len(prompts), pixels=width * height)
         start = time.perf_counter()
         with torch.inference_mode(), numerics(torch, threads, portable=self.cpu.portable):
             out = pipe(

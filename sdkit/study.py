@@ -172,27 +172,22 @@ def _load_spec(spec: StudySpec | str | Path | Mapping[str, Any]) -> StudySpec:
     return parse_study_spec(spec)
 
 
-def make_backend(spec: StudySpec, *, max_batch: int | None = None, threads: int | None = None) -> Backend:
+def make_backend(spec: StudySpec, *, max_batch: int | None = None) -> Backend:
     """The backend a spec names (the API key, for remote ones, comes from the environment)."""
     if spec.backend == "local":
         from .local import LocalBackend
 
         options: dict[str, Any] = {"max_batch": max_batch} if max_batch else {}
-        return LocalBackend(
-            progress=False, threads=threads or spec.threads or "auto", portable=spec.portable, **options
-        )
+        return LocalBackend(progress=False, threads=spec.threads or "auto", portable=spec.portable, **options)
     from .remote import RemoteBackend
 
     return RemoteBackend(spec.backend, spec.base_url, sd_extras=spec.sd_extras)
 
 
-def _recorded_threads(entries: list[dict[str, Any]]) -> int | None:
-    """The thread count the images of a run folder were made with (a spec without ``threads`` leaves
-    the choice to the backend, which records it per image)."""
-    for e in entries:
-        if isinstance(e, dict) and isinstance(e.get("torch_threads"), int):
-            return e["torch_threads"]
-    return None
+def _recorded_threads(entry: Mapping[str, Any]) -> int | None:
+    """The thread count an image was made with, as its manifest line records it."""
+    threads = entry.get("torch_threads")
+    return threads if isinstance(threads, int) and not isinstance(threads, bool) and threads >= 1 else None
 
 
 def load_manifest(folder: str | Path) -> list[dict[str, Any]]:
@@ -404,7 +399,7 @@ def run_study(
             entries[entry["cell"]] = entry
     next_batch = _next_batch_number([e for _, e, _ in lines])
 
-    backend = backend or make_backend(spec, threads=_recorded_threads(load_manifest(folder)))
+    backend = backend or make_backend(spec)
     environment = capture_environment(with_torch=spec.backend == "local")
     env_path = folder / ENVIRONMENT
     try:
@@ -624,13 +619,13 @@ def verify_study(folder: str | Path, *, backend: Backend | None = None, progress
             checks[e["cell"]] = _check_archive(folder, e, spec.backend)
         return Verification(folder, tuple(checks[k] for k in sorted(checks)), (), tuple(problems))
 
-    threads = _recorded_threads(entries) or recorded_env.get("torch_threads")
+    default_threads = recorded_env.get("torch_threads")  # folders whose lines did not record it
     # a batch is its id *and* its cells: an id reused by a resumed run of an older sdkit cannot merge two
     batches: dict[tuple[str, tuple[int, ...]], list[dict[str, Any]]] = {}
     for e in intact:
         batches.setdefault((e["batch"]["id"], tuple(e["batch"]["cells"])), []).append(e)
     largest = max((e["batch"]["size"] for e in intact), default=1)
-    backend = backend or make_backend(spec, max_batch=largest, threads=threads)
+    backend = backend or make_backend(spec, max_batch=largest)
     env_now = capture_environment()
     from tqdm.auto import tqdm
 
@@ -640,6 +635,9 @@ def verify_study(folder: str | Path, *, backend: Backend | None = None, progress
         for (_, full), members in sorted(batches.items()):
             replay = [by_cell[c] for c in full if c in by_cell]  # the whole recorded batch, in order
             params = [GenerationParams.from_dict(r["params"]) for r in replay]
+            threads = _recorded_threads(members[0]) or default_threads
+            if threads and hasattr(backend, "set_threads") and not spec.portable:
+                backend.set_threads(threads)  # each batch with the thread count it was made with
             results = backend.generate_many(params, return_errors=True)
             for r, outcome in zip(replay, results, strict=True):
                 if r not in members:

@@ -28,11 +28,14 @@ def test_portable_mode_refuses_more_than_one_thread():
     assert CpuSettings(threads=1, portable=True).portable
 
 
-def test_auto_threads_is_one_for_small_models_and_the_default_for_large_ones():
+def test_auto_threads_is_one_for_small_calls_and_the_default_for_large_ones():
     import torch
 
     auto = CpuSettings()
-    assert resolve_threads(auto, "cpu", 3_000_000) == 1
+    assert resolve_threads(auto, "cpu", 3_000_000) == 1  # one tiny image
+    assert resolve_threads(auto, "cpu", 3_000_000, images=4) == 1
+    assert resolve_threads(auto, "cpu", 3_000_000, images=8) == torch.get_num_threads()  # a batch of 8
+    assert resolve_threads(auto, "cpu", 3_000_000, pixels=256 * 256) == torch.get_num_threads()
     assert resolve_threads(auto, "cpu", 860_000_000) == torch.get_num_threads()
     assert resolve_threads(auto, "cuda", 3_000_000) is None
     assert resolve_threads(CpuSettings(threads=3), "cpu", 3_000_000) == 3
@@ -194,3 +197,23 @@ def test_environment_records_the_cpu_kernels():
     env = capture_environment()
     assert env["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert env["omp_wait_policy"] in ("PASSIVE", "ACTIVE", "DEFAULT")
+
+
+def test_verify_replays_each_batch_with_its_own_thread_count(tmp_path):
+    import torch
+
+    spec = {
+        "name": "mixed",
+        "model": "tiny",
+        "params": {"prompt": "a red circle on a blue background", "num_inference_steps": 3},
+        "seeds": list(range(1, 10)),  # one batch of 8 and one of 1
+    }
+    run = sdkit.run_study(spec, tmp_path / "run", progress=False)
+    assert run.complete
+    entries = [json.loads(line) for line in (tmp_path / "run" / "manifest.jsonl").read_text().splitlines()]
+    threads = {e["batch"]["size"]: e["torch_threads"] for e in entries}
+    assert threads[1] == 1
+    assert threads[8] == torch.get_num_threads()
+    check = sdkit.verify_study(tmp_path / "run", progress=False)
+    assert check.ok, check.summary()
+    assert sum(c.status == "identical" for c in check.checks) == 9
