@@ -99,7 +99,7 @@ class LocalBackend:
     One pipeline is kept loaded and reused: asking for another model unloads the previous one.
     Noise comes from one CPU ``torch.Generator`` per image, so a seed gives the same start noise on
     any device. The floats that follow depend on the CPU's kernels and thread count: ``threads``
-    (``"auto"``: one thread for small models, one per core for large ones) and ``portable=True``
+    (``"auto"``: one thread for small calls, one per core for large ones) and ``portable=True``
     (identical pixels on any x86-64 CPU with AVX2; see :mod:`sdkit.cpu`) decide them, and every
     result records them.
 
