@@ -184,6 +184,15 @@ def make_backend(spec: StudySpec, *, max_batch: int | None = None) -> Backend:
     return RemoteBackend(spec.backend, spec.base_url, sd_extras=spec.sd_extras)
 
 
+def _study_environment(spec: StudySpec) -> dict[str, Any]:
+    """This machine as the study sees it: a spec that pins ``threads`` runs with that many, whatever torch's
+    default here (the default matters to ``threads: auto``, which uses it for large pipeline calls)."""
+    environment = capture_environment(with_torch=spec.backend == "local")
+    if spec.backend == "local" and isinstance(spec.threads, int):
+        environment["torch_threads"] = spec.threads
+    return environment
+
+
 def _recorded_threads(entry: Mapping[str, Any]) -> int | None:
     """The thread count an image was made with, as its manifest line records it."""
     threads = entry.get("torch_threads")
@@ -400,7 +409,7 @@ def run_study(
     next_batch = _next_batch_number([e for _, e, _ in lines])
 
     backend = backend or make_backend(spec)
-    environment = capture_environment(with_torch=spec.backend == "local")
+    environment = _study_environment(spec)
     env_path = folder / ENVIRONMENT
     try:
         recorded_env = _read_json(folder, ENVIRONMENT)
@@ -626,7 +635,7 @@ def verify_study(folder: str | Path, *, backend: Backend | None = None, progress
         batches.setdefault((e["batch"]["id"], tuple(e["batch"]["cells"])), []).append(e)
     largest = max((e["batch"]["size"] for e in intact), default=1)
     backend = backend or make_backend(spec, max_batch=largest)
-    env_now = capture_environment()
+    env_now = _study_environment(spec)
     from tqdm.auto import tqdm
 
     bar = tqdm(total=len(intact), disable=not progress, unit="image", desc=f"verify {spec.name}")
