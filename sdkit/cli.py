@@ -64,7 +64,7 @@ def _add_cpu_args(p: argparse.ArgumentParser) -> None:
         type=_threads,
         default="auto",
         metavar="N|auto",
-        help="torch threads (default auto: 1 for small models such as tiny, one per core for large ones)",
+        help="torch threads (default auto: 1 for small calls such as one tiny image, one per core for larger ones)",
     )
     cpu.add_argument(
         "--portable",
