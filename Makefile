@@ -68,7 +68,7 @@ clean:
 # than sleeping; the numbers are the same either way).
 train-tiny: $(STAMP)
 	rm -rf runs/train-tiny
-	OMP_WAIT_POLICY=ACTIVE $(PY) -m sdkit.training --out runs/train-tiny
+	OMP_WAIT_POLICY=ACTIVE $(PY) -m training.tiny --out runs/train-tiny
 	rm -rf sdkit/models/shapes && mkdir -p sdkit/models && cp -r runs/train-tiny sdkit/models/shapes
 
 # Prompt adherence of the embedded model, judged by a pixel classifier (prints NAME: VALUE (goal ...)).

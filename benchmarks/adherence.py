@@ -2,7 +2,7 @@
 
 Run with ``python -m benchmarks.adherence`` (or ``make adherence``). Every colour × shape
 prompt ("a red circle on a blue background", the background chosen so that all colours appear)
-is drawn with 8 seeds at the default guidance; :func:`sdkit.shapes.classify` reads back the
+is drawn with 8 seeds at the default guidance; :func:`training.shapes.classify` reads back the
 shape's colour, the background colour and the shape. Then the same scores across guidance
 scales, and the time per image at the native size and 20 steps.
 
@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 
 from sdkit import GenerationParams, LocalBackend
-from sdkit.shapes import COLOURS, SHAPES, classify
+from training.shapes import COLOURS, SHAPES, classify
 
 GOALS = {"colour": 0.90, "shape": 0.70, "background": 0.80}
 GUIDANCE_CURVE = (1.0, 2.0, 4.0, 7.5)

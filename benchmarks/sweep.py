@@ -7,7 +7,7 @@
    naive loop of one pipeline call per image, in the same process on the same warm pipeline. Every
    image must equal its naive twin within ±1 level.
 2. 64 remote images through ``RemoteBackend`` against a loopback relay that waits 100 ms per reply,
-   at concurrency 8 (ideal 64 × 0.1 / 8 = 0.8 s) and at concurrency 1. Needs ``sdkit.remote`` (the
+   at concurrency 8 (ideal 64 × 0.1 / 8 = 0.8 s) and at concurrency 1. Needs ``sdkit.backends.relay.remote`` (the
    client issue); skipped with a note when it is not there.
 3. The same 4×4 sweep run again into the folder of its first run: everything comes from the cache.
 
@@ -69,10 +69,10 @@ def bench_local(steps: int, repeat: int, tmp: Path) -> None:
 
 def bench_remote(repeat: int) -> None:
     try:
-        from sdkit.fakerelay import FakeRelay
-        from sdkit.remote import RemoteBackend
+        from sdkit.backends.relay.fakerelay import FakeRelay
+        from sdkit.backends.relay.remote import RemoteBackend
     except ImportError:
-        print("remote_wall_over_ideal: skipped (sdkit.remote is not in this checkout) (goal <= 1.15)")
+        print("remote_wall_over_ideal: skipped (sdkit.backends.relay.remote is not in this checkout) (goal <= 1.15)")
         return
     base = GenerationParams(PROMPT, seed=1, num_inference_steps=4)
     sweep = Sweep(base, x="seed=1-8", y="guidance_scale=1-8")

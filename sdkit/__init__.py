@@ -1,73 +1,139 @@
 """sdkit: Stable Diffusion prompt work in Jupyter.
 
-Importing sdkit is cheap: torch, diffusers, httpx and the widget libraries load when first used.
+Importing sdkit is cheap: each public name below is imported from its module when first used
+(PEP 562), so torch, diffusers, httpx and the widget libraries load only when something needs them.
+The layout: ``sdkit.backends`` (the contract, the registry, ``local`` and the ``relay`` kinds),
+``sdkit.engine`` (batch planning, executors, run folders), ``sdkit.sweeps``, ``sdkit.studies``,
+``sdkit.server``, ``sdkit.metadata``, ``sdkit.notebook`` and ``sdkit.cli``.
 """
 
+import importlib as _importlib
+import typing as _typing
 from importlib import metadata as _metadata
-
-from .apirequest import ChatRequest, ImagesRequest, Message, SDExtras
-from .axis import Axis, parse_axis, prompt_axis
-from .backend import Backend
-from .client import APIReply, AsyncClient, Client, FetchedImage
-from .embedded import EMBEDDED_MODELS, embedded_model_path
-from .errors import (
-    APIConnectionError,
-    APIError,
-    APIStatusError,
-    APITimeoutError,
-    AuthenticationError,
-    BadRequestError,
-    GenerationError,
-    InvalidModelError,
-    InvalidRequestError,
-    MissingDependencyError,
-    ModelError,
-    NotFoundError,
-    PermissionDeniedError,
-    RateLimitError,
-    ReplyError,
-    ReplyTooLargeError,
-    RequestTooLargeError,
-    SdkitError,
-    ServerBusyError,
-    ServerError,
-    UnprocessableEntityError,
-    ValidationError,
-)
-from .fakerelay import FakeRelay, FakeReply
-from .grid import grid_figure, image_grid, labelled_grid, sweep_grids
-from .imagemeta import ImageMetadata, read_image_metadata
-from .infotext import format_infotext, parse_infotext
-from .limits import Limits
-from .local import MEMORY_PRESETS, LocalBackend
-from .params import GenerationParams
-from .pngfile import read_png_metadata, save_result, write_png
-from .remote import RemoteBackend
-from .reply import (
-    ChatCompletion,
-    ImageRef,
-    ImagesResponse,
-    collect_stream,
-    find_images,
-    parse_chat_completion,
-    parse_chat_reply,
-    parse_images_response,
-)
-from .result import GeneratedImage, GenerationResult, Timings
-from .retry import RetryPolicy
-from .runner import CellResult, SweepResult, run_sweep
-from .schedulers import A1111_SCHEDULERS
-from .secret import Secret
-from .server import BackgroundServer, create_app, serve_in_background
-from .snippet import export_request
-from .study import StudyRun, Verification, run_study, verify_study, write_report
-from .studyspec import StudySpec, parse_study_spec
-from .sweep import Cell, Sweep
 
 try:
     __version__ = _metadata.version("sdkit-lab")
 except _metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0+unknown"
+
+#: Every public name and the module it lives in.
+_EXPORTS: dict[str, str] = {
+    # sdkit.backends.base
+    "Backend": "sdkit.backends.base",
+    "Capabilities": "sdkit.backends.base",
+    # sdkit.backends.local.embedded
+    "EMBEDDED_MODELS": "sdkit.backends.local.embedded",
+    "embedded_model_path": "sdkit.backends.local.embedded",
+    # sdkit.backends.local.pipeline
+    "LocalBackend": "sdkit.backends.local.pipeline",
+    "MEMORY_PRESETS": "sdkit.backends.local.pipeline",
+    # sdkit.backends.local.schedulers
+    "A1111_SCHEDULERS": "sdkit.backends.local.schedulers",
+    # sdkit.backends.registry
+    "backend_kinds": "sdkit.backends.registry",
+    "create_backend": "sdkit.backends.registry",
+    "register_backend": "sdkit.backends.registry",
+    # sdkit.backends.relay.apirequest
+    "ChatRequest": "sdkit.backends.relay.apirequest",
+    "ImagesRequest": "sdkit.backends.relay.apirequest",
+    "Message": "sdkit.backends.relay.apirequest",
+    "SDExtras": "sdkit.backends.relay.apirequest",
+    # sdkit.backends.relay.client
+    "APIReply": "sdkit.backends.relay.client",
+    "AsyncClient": "sdkit.backends.relay.client",
+    "Client": "sdkit.backends.relay.client",
+    "FetchedImage": "sdkit.backends.relay.client",
+    # sdkit.backends.relay.fakerelay
+    "FakeRelay": "sdkit.backends.relay.fakerelay",
+    "FakeReply": "sdkit.backends.relay.fakerelay",
+    # sdkit.backends.relay.limits
+    "Limits": "sdkit.backends.relay.limits",
+    # sdkit.backends.relay.remote
+    "RemoteBackend": "sdkit.backends.relay.remote",
+    # sdkit.backends.relay.reply
+    "ChatCompletion": "sdkit.backends.relay.reply",
+    "ImageRef": "sdkit.backends.relay.reply",
+    "ImagesResponse": "sdkit.backends.relay.reply",
+    "collect_stream": "sdkit.backends.relay.reply",
+    "find_images": "sdkit.backends.relay.reply",
+    "parse_chat_completion": "sdkit.backends.relay.reply",
+    "parse_chat_reply": "sdkit.backends.relay.reply",
+    "parse_images_response": "sdkit.backends.relay.reply",
+    # sdkit.backends.relay.retry
+    "RetryPolicy": "sdkit.backends.relay.retry",
+    # sdkit.backends.relay.snippet
+    "export_request": "sdkit.backends.relay.snippet",
+    # sdkit.errors
+    "APIConnectionError": "sdkit.errors",
+    "APIError": "sdkit.errors",
+    "APIStatusError": "sdkit.errors",
+    "APITimeoutError": "sdkit.errors",
+    "AuthenticationError": "sdkit.errors",
+    "BadRequestError": "sdkit.errors",
+    "GenerationError": "sdkit.errors",
+    "InvalidModelError": "sdkit.errors",
+    "InvalidRequestError": "sdkit.errors",
+    "MissingDependencyError": "sdkit.errors",
+    "ModelError": "sdkit.errors",
+    "NotFoundError": "sdkit.errors",
+    "PermissionDeniedError": "sdkit.errors",
+    "RateLimitError": "sdkit.errors",
+    "ReplyError": "sdkit.errors",
+    "ReplyTooLargeError": "sdkit.errors",
+    "RequestTooLargeError": "sdkit.errors",
+    "SdkitError": "sdkit.errors",
+    "ServerBusyError": "sdkit.errors",
+    "ServerError": "sdkit.errors",
+    "UnprocessableEntityError": "sdkit.errors",
+    "ValidationError": "sdkit.errors",
+    # sdkit.metadata.imagemeta
+    "ImageMetadata": "sdkit.metadata.imagemeta",
+    "read_image_metadata": "sdkit.metadata.imagemeta",
+    # sdkit.metadata.infotext
+    "format_infotext": "sdkit.metadata.infotext",
+    "parse_infotext": "sdkit.metadata.infotext",
+    # sdkit.metadata.pngfile
+    "read_png_metadata": "sdkit.metadata.pngfile",
+    "save_result": "sdkit.metadata.pngfile",
+    "write_png": "sdkit.metadata.pngfile",
+    # sdkit.params
+    "GenerationParams": "sdkit.params",
+    # sdkit.result
+    "GeneratedImage": "sdkit.result",
+    "GenerationResult": "sdkit.result",
+    "Timings": "sdkit.result",
+    # sdkit.secret
+    "Secret": "sdkit.secret",
+    # sdkit.server.app
+    "BackgroundServer": "sdkit.server.app",
+    "create_app": "sdkit.server.app",
+    "serve_in_background": "sdkit.server.app",
+    # sdkit.studies.spec
+    "StudySpec": "sdkit.studies.spec",
+    "parse_study_spec": "sdkit.studies.spec",
+    # sdkit.studies.study
+    "StudyRun": "sdkit.studies.study",
+    "Verification": "sdkit.studies.study",
+    "run_study": "sdkit.studies.study",
+    "verify_study": "sdkit.studies.study",
+    "write_report": "sdkit.studies.study",
+    # sdkit.sweeps.axis
+    "Axis": "sdkit.sweeps.axis",
+    "parse_axis": "sdkit.sweeps.axis",
+    "prompt_axis": "sdkit.sweeps.axis",
+    # sdkit.sweeps.grid
+    "grid_figure": "sdkit.sweeps.grid",
+    "image_grid": "sdkit.sweeps.grid",
+    "labelled_grid": "sdkit.sweeps.grid",
+    "sweep_grids": "sdkit.sweeps.grid",
+    # sdkit.sweeps.runner
+    "CellResult": "sdkit.sweeps.runner",
+    "SweepResult": "sdkit.sweeps.runner",
+    "run_sweep": "sdkit.sweeps.runner",
+    # sdkit.sweeps.sweep
+    "Cell": "sdkit.sweeps.sweep",
+    "Sweep": "sdkit.sweeps.sweep",
+}
 
 __all__ = [
     "A1111_SCHEDULERS",
@@ -82,6 +148,7 @@ __all__ = [
     "Backend",
     "BackgroundServer",
     "BadRequestError",
+    "Capabilities",
     "Cell",
     "CellResult",
     "ChatCompletion",
@@ -129,8 +196,10 @@ __all__ = [
     "ValidationError",
     "Verification",
     "__version__",
+    "backend_kinds",
     "collect_stream",
     "create_app",
+    "create_backend",
     "embedded_model_path",
     "export_request",
     "find_images",
@@ -147,6 +216,7 @@ __all__ = [
     "prompt_axis",
     "read_image_metadata",
     "read_png_metadata",
+    "register_backend",
     "run_study",
     "run_sweep",
     "save_result",
@@ -156,3 +226,78 @@ __all__ = [
     "write_png",
     "write_report",
 ]
+
+
+def __getattr__(name: str) -> _typing.Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sdkit' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+if _typing.TYPE_CHECKING:  # for type checkers and editors: the same names, imported eagerly
+    from sdkit.backends.base import Backend, Capabilities
+    from sdkit.backends.local.embedded import EMBEDDED_MODELS, embedded_model_path
+    from sdkit.backends.local.pipeline import MEMORY_PRESETS, LocalBackend
+    from sdkit.backends.local.schedulers import A1111_SCHEDULERS
+    from sdkit.backends.registry import backend_kinds, create_backend, register_backend
+    from sdkit.backends.relay.apirequest import ChatRequest, ImagesRequest, Message, SDExtras
+    from sdkit.backends.relay.client import APIReply, AsyncClient, Client, FetchedImage
+    from sdkit.backends.relay.fakerelay import FakeRelay, FakeReply
+    from sdkit.backends.relay.limits import Limits
+    from sdkit.backends.relay.remote import RemoteBackend
+    from sdkit.backends.relay.reply import (
+        ChatCompletion,
+        ImageRef,
+        ImagesResponse,
+        collect_stream,
+        find_images,
+        parse_chat_completion,
+        parse_chat_reply,
+        parse_images_response,
+    )
+    from sdkit.backends.relay.retry import RetryPolicy
+    from sdkit.backends.relay.snippet import export_request
+    from sdkit.errors import (
+        APIConnectionError,
+        APIError,
+        APIStatusError,
+        APITimeoutError,
+        AuthenticationError,
+        BadRequestError,
+        GenerationError,
+        InvalidModelError,
+        InvalidRequestError,
+        MissingDependencyError,
+        ModelError,
+        NotFoundError,
+        PermissionDeniedError,
+        RateLimitError,
+        ReplyError,
+        ReplyTooLargeError,
+        RequestTooLargeError,
+        SdkitError,
+        ServerBusyError,
+        ServerError,
+        UnprocessableEntityError,
+        ValidationError,
+    )
+    from sdkit.metadata.imagemeta import ImageMetadata, read_image_metadata
+    from sdkit.metadata.infotext import format_infotext, parse_infotext
+    from sdkit.metadata.pngfile import read_png_metadata, save_result, write_png
+    from sdkit.params import GenerationParams
+    from sdkit.result import GeneratedImage, GenerationResult, Timings
+    from sdkit.secret import Secret
+    from sdkit.server.app import BackgroundServer, create_app, serve_in_background
+    from sdkit.studies.spec import StudySpec, parse_study_spec
+    from sdkit.studies.study import StudyRun, Verification, run_study, verify_study, write_report
+    from sdkit.sweeps.axis import Axis, parse_axis, prompt_axis
+    from sdkit.sweeps.grid import grid_figure, image_grid, labelled_grid, sweep_grids
+    from sdkit.sweeps.runner import CellResult, SweepResult, run_sweep
+    from sdkit.sweeps.sweep import Cell, Sweep

@@ -9,9 +9,9 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ValidationError
-from .schedulers import canonical_scheduler
-from .suggestions import did_you_mean
+from sdkit.backends.local.schedulers import canonical_scheduler
+from sdkit.errors import ValidationError
+from sdkit.suggestions import did_you_mean
 
 __all__ = ["MAX_SEED", "GenerationParams", "parse_size"]
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from .params import GenerationParams
+from sdkit.params import GenerationParams
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -80,7 +80,7 @@ class GenerationResult:
 
     def record(self, index: int) -> dict[str, Any]:
         """sdkit's JSON record of image ``index``: stable across runs (no timings, no dates)."""
-        from . import __version__
+        from sdkit import __version__
 
         details = {k: v for k, v in self.details.items() if k not in _VOLATILE}
         return {
@@ -94,7 +94,7 @@ class GenerationResult:
         }
 
     def _repr_html_(self) -> str:  # pragma: no cover - notebook display
-        from .display import result_html
+        from sdkit.notebook.display import result_html
 
         return result_html(self)
 

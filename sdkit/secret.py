@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-__all__ = ["MASK", "MIN_SCRUB_LENGTH", "Secret", "scrub"]
+__all__ = ["MASK", "MIN_SCRUB_LENGTH", "Secret", "public_url", "scrub"]
 
 MASK = "********"
 #: Shorter values are not searched for (see :func:`scrub`).
@@ -85,3 +85,12 @@ def scrub(text: str, *secrets: Secret | str | None, patterns: bool = True) -> st
     if not patterns:
         return text
     return _BEARER.sub(lambda m: m.group(1) + MASK, text)
+
+
+def public_url(url: str) -> str:
+    """``url`` without user info, query or fragment (where credentials could hide)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    host = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))

@@ -2,7 +2,7 @@
 
 import sdkit
 from benchmarks.adherence import cases, score
-from sdkit.shapes import classify
+from training.shapes import classify
 
 
 def test_tiny_draws_the_colours_and_shapes_it_is_asked_for(backend):

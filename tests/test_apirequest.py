@@ -4,7 +4,7 @@ import warnings
 import pytest
 
 from sdkit import ChatRequest, GenerationParams, ImagesRequest, Message, SDExtras, ValidationError
-from sdkit.apirequest import CHAT_PATH, IMAGES_PATH, endpoint_url, request_headers
+from sdkit.backends.relay.apirequest import CHAT_PATH, IMAGES_PATH, endpoint_url, request_headers
 
 PAGE_PROMPT = (
     "striking poses, stunning backdrop of rocky coastline and golden hour lighting, fashion-forward wardrobe, "

@@ -1,7 +1,7 @@
 import pytest
 
 from sdkit import Axis, GenerationParams, Sweep, ValidationError, parse_axis, prompt_axis
-from sdkit.axis import dynamic_prompts, parse_values, prompt_matrix, split_csv
+from sdkit.sweeps.axis import dynamic_prompts, parse_values, prompt_matrix, split_csv
 
 
 @pytest.mark.parametrize(

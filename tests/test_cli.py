@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from sdkit.cli import main
+from sdkit.cli.main import main
 
 
 def run_cli(*args, cwd=None):
@@ -120,7 +120,7 @@ def test_sweep_prints_the_count_first_and_the_grid_last_and_reruns_from_cache(tm
 
 
 def test_sweep_matrix_prompt_takes_the_first_free_axis(tmp_path, capsys):
-    from sdkit.cli import _build_parser, _sweep_from_args
+    from sdkit.cli.main import _build_parser, _sweep_from_args
 
     args = _build_parser().parse_args(["sweep", "a cat|in snow|at night", "--matrix", "--x", "cfg=1,2", "--seeds", "2"])
     sweep = _sweep_from_args(args)

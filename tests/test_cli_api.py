@@ -5,8 +5,8 @@ import json
 import pytest
 
 from sdkit import FakeRelay, read_png_metadata
-from sdkit.cli import main
-from sdkit.fakerelay import fake_color
+from sdkit.backends.relay.fakerelay import fake_color
+from sdkit.cli.main import main
 from tests.test_apirequest import PAGE_BODY, PAGE_PROMPT
 from tests.test_snippet import PAGE_HEADERS, curl_parts
 

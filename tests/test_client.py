@@ -29,7 +29,7 @@ from sdkit import (
     ServerError,
     UnprocessableEntityError,
 )
-from sdkit.fakerelay import CHAT_SHAPES, fake_png
+from sdkit.backends.relay.fakerelay import CHAT_SHAPES, fake_png
 
 FAST = RetryPolicy(max_retries=2, initial_delay=0.01, max_delay=0.05)
 PROMPT = "a red circle on a blue background"

@@ -34,8 +34,8 @@ from sdkit import (
     SdkitError,
     ServerError,
 )
-from sdkit.fakerelay import fake_png
-from sdkit.reply import decode_image
+from sdkit.backends.relay.fakerelay import fake_png
+from sdkit.backends.relay.reply import decode_image
 
 MAX_SERVE_S = 15.0
 MAX_RSS = 1.5 * 2**30

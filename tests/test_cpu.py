@@ -8,7 +8,7 @@ import sys
 import pytest
 
 import sdkit
-from sdkit.cpu import CpuSettings, resolve_threads
+from sdkit.backends.local.cpu import CpuSettings, resolve_threads
 from sdkit.errors import ValidationError
 
 FAST = {"num_inference_steps": 4}
@@ -129,7 +129,7 @@ def test_portable_mode_chosen_too_late_says_how_to_start_over():
 
 
 def test_cli_refuses_bad_threads_with_status_2(tmp_path, capsys):
-    from sdkit.cli import main
+    from sdkit.cli.main import main
 
     with pytest.raises(SystemExit) as info:
         main(["generate", "a red circle", "--threads", "0", "--out", str(tmp_path)])
@@ -139,7 +139,7 @@ def test_cli_refuses_bad_threads_with_status_2(tmp_path, capsys):
 
 
 def test_cli_portable_records_it_in_the_png(tmp_path):
-    code = "import sys; from sdkit.cli import main; sys.exit(main(sys.argv[1:]))"
+    code = "import sys; from sdkit.cli.main import main; sys.exit(main(sys.argv[1:]))"
     args = ["generate", "a red circle", "--seed", "1", "--steps", "2", "--portable", "--no-progress"]
     out = subprocess.run(
         [sys.executable, "-c", code, *args, "--out", str(tmp_path)],
@@ -162,7 +162,7 @@ def test_a_portable_study_runs_and_verifies_from_the_command_line(tmp_path):
         "name: portable\nmodel: tiny\nparams: {prompt: a red circle on a blue background, num_inference_steps: 4}\n"
         "axes: {x: 'guidance_scale=1,7.5'}\nseeds: [1, 2]\nportable: true\n"
     )
-    code = "import sys; from sdkit.cli import main; sys.exit(main(sys.argv[1:]))"
+    code = "import sys; from sdkit.cli.main import main; sys.exit(main(sys.argv[1:]))"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
 
     def cli(*args):
@@ -179,7 +179,7 @@ def test_a_portable_study_runs_and_verifies_from_the_command_line(tmp_path):
 
 
 def test_verify_names_the_cpu_settings_that_differ():
-    from sdkit.study import _cpu_difference
+    from sdkit.studies.study import _cpu_difference
 
     entry = {"torch_threads": 2, "cpu_capability": "AVX512", "portable": False, "device": "cpu"}
     now = {"torch_threads": 1, "cpu_capability": "AVX2", "portable": False, "device": "cpu"}

@@ -4,7 +4,7 @@ import types
 import pytest
 
 from sdkit import Secret, ValidationError
-from sdkit.credentials import resolve_api_key, resolve_base_url
+from sdkit.backends.relay.credentials import resolve_api_key, resolve_base_url
 
 
 def test_argument_then_sdkit_then_openai_environment():

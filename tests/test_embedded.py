@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from sdkit import ModelError, embedded_model_path
-from sdkit.embedded import VOCAB_WORDS, write_tokenizer
+from sdkit.backends.local.embedded import VOCAB_WORDS, write_tokenizer
 
 
 def _weights_digest(folder):
@@ -93,7 +93,7 @@ def test_package_data_patterns_cover_every_shipped_model_file():
 def test_tiny_tokenizer_knows_the_caption_words_and_still_tokenizes_others():
     from transformers import CLIPTokenizer
 
-    from sdkit.shapes import COLOURS, SHAPES
+    from training.shapes import COLOURS, SHAPES
 
     tok = CLIPTokenizer.from_pretrained(str(embedded_model_path("tiny") / "tokenizer"))
     assert tok.model_max_length == 77

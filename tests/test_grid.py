@@ -2,8 +2,8 @@ import pytest
 from PIL import Image
 
 from sdkit import GenerationParams, Sweep, ValidationError, grid_figure, image_grid, labelled_grid, sweep_grids
-from sdkit.grid import MIN_TILE, PLACEHOLDER, wrap_text
-from sdkit.runner import run_sweep
+from sdkit.sweeps.grid import MIN_TILE, PLACEHOLDER, wrap_text
+from sdkit.sweeps.runner import run_sweep
 from tests.test_runner import FakeBackend
 
 
@@ -53,7 +53,7 @@ def test_failed_tiles_are_drawn_as_placeholders():
 
 
 def test_long_labels_are_wrapped_to_the_tile_width():
-    from sdkit.grid import _font
+    from sdkit.sweeps.grid import _font
 
     font = _font(12)
     lines = wrap_text("a very long prompt about a cat sitting in the snow at night", font, 100)

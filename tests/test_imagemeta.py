@@ -4,7 +4,7 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from sdkit import GenerationParams, GenerationResult, save_result
-from sdkit.imagemeta import parse_metadata, read_image_metadata
+from sdkit.metadata.imagemeta import parse_metadata, read_image_metadata
 
 COMFY_PROMPT = {
     "3": {

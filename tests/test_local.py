@@ -182,8 +182,8 @@ def make_model_paths(tmp_path):
 def test_a_model_that_cannot_be_one_is_refused_at_once_saying_what_it_is(tmp_path, hub_unreachable, model, says):
     import time
 
+    from sdkit.backends.local.pipeline import check_model
     from sdkit.errors import InvalidModelError
-    from sdkit.local import check_model
 
     make_model_paths(tmp_path)
     model = model.format(tmp=tmp_path)
@@ -197,8 +197,8 @@ def test_a_model_that_cannot_be_one_is_refused_at_once_saying_what_it_is(tmp_pat
 
 
 def test_a_hub_id_not_cached_fails_at_once_when_offline(monkeypatch):
+    from sdkit.backends.local.pipeline import check_model
     from sdkit.errors import InvalidModelError
-    from sdkit.local import check_model
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelError, match=r"not in the local Hugging Face cache.*HF_HUB_OFFLINE is set") as info:
@@ -209,7 +209,7 @@ def test_a_hub_id_not_cached_fails_at_once_when_offline(monkeypatch):
 def test_a_hub_id_not_cached_fails_within_the_check_bound_when_the_hub_cannot_be_reached(hub_unreachable):
     import time
 
-    from sdkit.local import HUB_CHECK_S, check_model
+    from sdkit.backends.local.pipeline import HUB_CHECK_S, check_model
 
     start = time.perf_counter()
     with pytest.raises(ModelError, match=r"not in the local Hugging Face cache, and the hub cannot be reached \(127"):
@@ -220,7 +220,7 @@ def test_a_hub_id_not_cached_fails_within_the_check_bound_when_the_hub_cannot_be
 def test_a_cached_hub_id_loads_from_the_cache_without_asking_the_hub(tmp_path, monkeypatch, hub_unreachable):
     from huggingface_hub import constants
 
-    from sdkit.local import _model_folder
+    from sdkit.backends.local.pipeline import _model_folder
 
     commit = "0123456789abcdef0123456789abcdef01234567"
     repo = tmp_path / "models--sdkit-tests--cached"
@@ -235,7 +235,7 @@ def test_a_cached_hub_id_loads_from_the_cache_without_asking_the_hub(tmp_path, m
 
 
 def test_a_local_diffusers_folder_and_the_embedded_models_pass(tmp_path):
-    from sdkit.local import _model_folder, check_model
+    from sdkit.backends.local.pipeline import _model_folder, check_model
 
     make_model_paths(tmp_path)
     assert _model_folder(str(tmp_path / "download" / "sd15")) == (tmp_path / "download" / "sd15", None)
@@ -283,7 +283,7 @@ def test_the_same_long_prompt_in_one_call_warns_once(backend):
 
 
 def test_a_near_miss_embedded_name_suggests_the_right_one():
-    from sdkit.embedded import embedded_model_path
+    from sdkit.backends.local.embedded import embedded_model_path
 
     with pytest.raises(ModelError, match="did you mean 'tiny-sdxl'"):
         embedded_model_path("tiny_sdxl")

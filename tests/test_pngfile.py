@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from sdkit import GenerationParams, GenerationResult, parse_infotext, read_png_metadata, save_result
-from sdkit.pngfile import atomic_write_bytes
+from sdkit.metadata.pngfile import atomic_write_bytes
 
 
 def _result(n=2, seed=40):
@@ -106,7 +106,7 @@ def test_written_files_follow_the_umask_like_open_does(tmp_path, umask):
 
 def test_a_write_error_names_the_file_and_is_an_sdkit_error(tmp_path):
     from sdkit import SdkitError
-    from sdkit.pngfile import output_errors
+    from sdkit.metadata.pngfile import output_errors
 
     with (
         pytest.raises(SdkitError, match=r"could not write .*x\.png: Permission denied"),

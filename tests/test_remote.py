@@ -15,7 +15,7 @@ from sdkit import (
     ServerError,
     ValidationError,
 )
-from sdkit.fakerelay import fake_color
+from sdkit.backends.relay.fakerelay import fake_color
 
 FAST = RetryPolicy(max_retries=0)
 

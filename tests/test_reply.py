@@ -5,8 +5,14 @@ import time
 import pytest
 
 from sdkit import ReplyError, collect_stream, find_images, parse_chat_completion, parse_chat_reply
-from sdkit.fakerelay import _sse, chat_completion, fake_color, fake_png, image_content
-from sdkit.reply import ChatCompletion, decode_base64_image, decode_image, image_mime, parse_images_response
+from sdkit.backends.relay.fakerelay import _sse, chat_completion, fake_color, fake_png, image_content
+from sdkit.backends.relay.reply import (
+    ChatCompletion,
+    decode_base64_image,
+    decode_image,
+    image_mime,
+    parse_images_response,
+)
 
 PNG = fake_png("a red circle", 1, (16, 16))
 PNG2 = fake_png("a blue square", 2, (16, 16))

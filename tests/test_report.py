@@ -1,6 +1,6 @@
 import pytest
 
-from sdkit.report import render_report
+from sdkit.studies.report import render_report
 
 PAYLOADS = [
     "<script>alert(1)</script>",

@@ -3,7 +3,7 @@ import random
 import pytest
 
 from sdkit import RetryPolicy, ValidationError
-from sdkit.retry import retry_after_seconds, should_retry_status
+from sdkit.backends.relay.retry import retry_after_seconds, should_retry_status
 
 
 @pytest.mark.parametrize(

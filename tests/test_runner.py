@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from sdkit import GenerationError, GenerationParams, GenerationResult, Sweep, read_png_metadata, run_sweep
-from sdkit.runner import backend_identity, cache_key
+from sdkit.sweeps.runner import backend_identity, cache_key
 
 
 class FakeBackend:
@@ -17,6 +17,9 @@ class FakeBackend:
         self.calls = []
         self.stop_after = stop_after
         self.made = 0
+
+    def identity(self):
+        return {}
 
     def generate(self, params):
         return self.generate_many([params])[0]
@@ -155,15 +158,14 @@ def test_local_sweep_batches_cells_and_matches_images_made_alone(backend, tmp_pa
 
 
 def test_backend_identity_keeps_the_remote_url_without_credentials():
-    class Remote:
-        name = "chat"
-        model = "sd-turbo"
-        base_url = "https://user:secret@relay.example:8443/v1?key=sk-123"
+    from sdkit import RemoteBackend
 
-    ident = backend_identity(Remote())
+    remote = RemoteBackend("chat", "https://user:secret@relay.example:8443/v1?key=sk-123", model="sd-turbo")
+    ident = backend_identity(remote)
     assert ident == {
         "name": "chat",
         "model": "sd-turbo",
+        "sd_extras": False,
         "base_url": "https://relay.example:8443/v1",
         "batching": "none",
     }
@@ -185,7 +187,7 @@ def test_a_result_without_images_is_a_failed_cell():
 
 def test_remote_sweep_runs_concurrently_with_a_bound_and_reruns_from_cache(tmp_path):
     from sdkit import FakeRelay, RemoteBackend
-    from sdkit.fakerelay import fake_color
+    from sdkit.backends.relay.fakerelay import fake_color
 
     sweep = Sweep(GenerationParams("a cat", seed=1), x="seed=1-4", y="prompt_sr=cat,dog")
     with FakeRelay(delay=0.05) as relay:
@@ -202,10 +204,10 @@ def test_remote_sweep_runs_concurrently_with_a_bound_and_reruns_from_cache(tmp_p
 
 
 def test_a_write_error_mid_sweep_names_the_file_and_keeps_the_finished_images(tmp_path, monkeypatch):
-    import sdkit.runner
+    import sdkit.sweeps.runner
     from sdkit import SdkitError
 
-    real = sdkit.runner.write_png
+    real = sdkit.sweeps.runner.write_png
     written = []
 
     def refuse_after_two(path, image, record):
@@ -214,7 +216,7 @@ def test_a_write_error_mid_sweep_names_the_file_and_keeps_the_finished_images(tm
         written.append(real(path, image, record))
         return written[-1]
 
-    monkeypatch.setattr(sdkit.runner, "write_png", refuse_after_two)
+    monkeypatch.setattr(sdkit.sweeps.runner, "write_png", refuse_after_two)
     sweep = Sweep(BASE, x="cfg=1,2,3")
     with pytest.raises(SdkitError, match=r"could not write .*images/[0-9a-f]{64}\.png: Permission denied") as info:
         run_sweep(sweep, FakeBackend(), tmp_path, progress=False)
@@ -246,7 +248,7 @@ def test_grids_carry_the_sweep_description_in_a_text_chunk_and_a_title_line(tmp_
 
 
 def test_resume_seed_reuses_the_recorded_seed_only_for_the_same_sweep(tmp_path):
-    from sdkit.runner import resume_seed
+    from sdkit.sweeps.runner import resume_seed
 
     recorded = Sweep(BASE.replace(seed=12345), x="cfg=1,2")
     run_sweep(recorded, FakeBackend(), tmp_path, progress=False)
@@ -260,7 +262,7 @@ def test_resume_seed_reuses_the_recorded_seed_only_for_the_same_sweep(tmp_path):
 
 
 def test_sweep_cli_without_seed_resumes_into_the_same_folder(tmp_path, capsys):
-    from sdkit.cli import main
+    from sdkit.cli.main import main
 
     out = tmp_path / "sweep"
     args = ["sweep", "a red circle", "--x", "cfg=1,7", "--steps", "2", "--out", str(out), "--no-progress"]

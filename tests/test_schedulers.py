@@ -1,7 +1,7 @@
 import pytest
 
 from sdkit import A1111_SCHEDULERS, ValidationError
-from sdkit.schedulers import a1111_name, canonical_scheduler, make_scheduler
+from sdkit.backends.local.schedulers import a1111_name, canonical_scheduler, make_scheduler
 
 BASE = {
     "beta_start": 0.00085,
@@ -40,8 +40,8 @@ def test_unknown_class_keeps_its_own_name():
 def test_lms_without_scipy_names_the_extra_to_install(monkeypatch):
     import importlib.util
 
+    from sdkit.backends.local.schedulers import make_scheduler
     from sdkit.errors import MissingDependencyError
-    from sdkit.schedulers import make_scheduler
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "scipy" else real(name, *a))
@@ -51,7 +51,7 @@ def test_lms_without_scipy_names_the_extra_to_install(monkeypatch):
 
 def test_lms_runs_when_scipy_is_there():
     pytest.importorskip("scipy")
-    from sdkit.schedulers import make_scheduler
+    from sdkit.backends.local.schedulers import make_scheduler
 
     assert type(make_scheduler("LMS Karras", {})).__name__ == "LMSDiscreteScheduler"
 

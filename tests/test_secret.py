@@ -137,7 +137,7 @@ def test_planted_key_stays_out_of_exceptions_reprs_results_and_logs(tmp_path, ca
 import base64  # noqa: E402
 
 from sdkit import read_png_metadata  # noqa: E402
-from sdkit.fakerelay import chat_completion, fake_png  # noqa: E402
+from sdkit.backends.relay.fakerelay import chat_completion, fake_png  # noqa: E402
 
 
 def _data_uri() -> str:
@@ -198,7 +198,7 @@ def test_scrub_finds_the_key_escaped_as_in_json_and_stops_bearer_at_a_backslash(
 
 
 def test_a_key_echoed_in_the_request_id_stays_out_of_a_study_and_sdkit_info(tmp_path, monkeypatch):
-    from sdkit.study import run_study
+    from sdkit.studies.study import run_study
 
     monkeypatch.setenv("SDKIT_API_KEY", PLANTED)
     echo = {"x-request-id": PLANTED}

@@ -18,8 +18,8 @@ import pytest
 from PIL import Image
 
 from sdkit import AuthenticationError, GenerationParams, ValidationError, serve_in_background
-from sdkit.pngfile import record_infotext
-from sdkit.server import authorized, exposure_warning, keys_from_env
+from sdkit.metadata.pngfile import record_infotext
+from sdkit.server.app import authorized, exposure_warning, keys_from_env
 
 KEY = "sk-test-planted-3f9a1c"
 DATA_URI = re.compile(r"!\[image\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)")
@@ -315,6 +315,9 @@ class GatedBackend:
         self.gate = threading.Event()
         self.prompts = []
 
+    def identity(self):
+        return self.inner.identity()
+
     def generate(self, params):
         return self.generate_many([params])[0]
 
@@ -502,7 +505,7 @@ def test_a_model_that_cannot_load_shows_in_health_and_requests_fail_cleanly(tmp_
 
 def test_sdkit_remote_backend_end_to_end(server, backend):
     """sdkit's own client against this server (active once the client, issue 3, is merged)."""
-    remote = pytest.importorskip("sdkit.remote")
+    remote = pytest.importorskip("sdkit.backends.relay.remote")
     params = GenerationParams("a red circle", seed=21, num_inference_steps=STEPS, num_images=2)
     local = backend.generate(params)
     for name, fmt in (("chat", None), ("images", "b64_json"), ("images", "url")):

@@ -14,6 +14,8 @@ import httpx
 import pytest
 
 from sdkit import GenerationParams, serve_in_background
+from sdkit.backends.base import Capabilities
+from sdkit.backends.local.pipeline import batch_key
 from sdkit.errors import ModelError
 
 KEY = "sk-test-hostile-5b81e0"
@@ -110,7 +112,10 @@ class PoisonedBackend:
     a TypeError, as the tokenizer did on a lone surrogate; the first call waits for a gate."""
 
     name = "local"
-    max_batch = 8
+    capabilities = Capabilities(max_batch=8, batch_key=batch_key, loads=True, step_progress=True, regenerable=True)
+
+    def identity(self):
+        return self.inner.identity()
 
     def __init__(self, inner):
         self.inner = inner
@@ -181,7 +186,7 @@ def test_work_over_the_models_budget_is_refused_naming_the_field(client, extra, 
 
 def test_the_work_budget_is_configurable_and_counts_native_size_when_no_size_is_given():
     from sdkit.errors import InvalidRequestError
-    from sdkit.wire import check_work
+    from sdkit.server.wire import check_work
 
     check_work(GenerationParams("x", num_inference_steps=4), max_work=64 * 64 * 4, native_size=64)
     with pytest.raises(InvalidRequestError, match="at most 4 at 64x64") as info:
@@ -198,7 +203,10 @@ class SlowBackend:
     step callback (which may raise to stop the call)."""
 
     name = "local"
-    max_batch = 1
+    capabilities = Capabilities(max_batch=1, batch_key=batch_key, loads=True, step_progress=True, regenerable=True)
+
+    def identity(self):
+        return self.inner.identity()
 
     def __init__(self, inner, *, steps=3000, step_s=0.01):
         self.inner = inner
@@ -271,7 +279,7 @@ def test_a_request_past_its_deadline_is_stopped_and_answered_504(backend):
 
 
 def test_a_pipeline_call_stops_when_its_step_callback_raises(backend):
-    from sdkit.jobqueue import JobAbandoned
+    from sdkit.server.jobqueue import JobAbandoned
 
     seen = []
 
@@ -289,7 +297,7 @@ def test_a_pipeline_call_stops_when_its_step_callback_raises(backend):
 
 
 def test_the_image_store_is_capped_in_bytes():
-    from sdkit.server import ImageStore
+    from sdkit.server.app import ImageStore
 
     store = ImageStore(max_items=100, max_bytes=4000)
     names = [store.put(bytes(1000)) for _ in range(10)]
@@ -438,7 +446,7 @@ def test_cli_serve_exits_at_once_on_a_busy_port(tmp_path):
 
 
 def test_cli_serve_help_says_that_api_key_shows_in_ps_and_offers_a_file(capsys):
-    from sdkit.cli import main
+    from sdkit.cli.main import main
 
     with pytest.raises(SystemExit):
         main(["serve", "--help"])

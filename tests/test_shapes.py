@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from sdkit.shapes import COLOURS, SHAPES, Scene, all_scenes, caption, classify, random_scene, render
+from training.shapes import COLOURS, SHAPES, Scene, all_scenes, caption, classify, random_scene, render
 
 
 def test_classifier_reads_back_the_scenes_it_draws():

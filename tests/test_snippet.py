@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from sdkit import ChatRequest, FakeRelay, ImagesRequest, SDExtras, Secret, ValidationError, export_request
-from sdkit.snippet import to_curl, to_javascript, to_python
+from sdkit.backends.relay.snippet import to_curl, to_javascript, to_python
 from tests.test_apirequest import PAGE_BODY, PAGE_PROMPT
 
 KEY = "sk-planted-snippet-0123456789"

@@ -1,7 +1,7 @@
 import pytest
 
 from sdkit import ValidationError
-from sdkit.studyspec import parse_study_spec
+from sdkit.studies.spec import parse_study_spec
 
 SPEC = """
 name: cfg-vs-steps
@@ -66,7 +66,7 @@ def test_invalid_yaml():
 
 
 def test_portable_key_is_checked_and_recorded_only_when_on():
-    from sdkit.studyspec import parse_study_spec
+    from sdkit.studies.spec import parse_study_spec
 
     base = {"name": "s", "params": {"prompt": "a red circle"}}
     assert "portable" not in parse_study_spec(base).to_dict()

@@ -1,7 +1,7 @@
 import pytest
 
 from sdkit import GenerationParams, Sweep, ValidationError, prompt_axis
-from sdkit.sweep import MAX_CELLS, parse_seeds
+from sdkit.sweeps.sweep import MAX_CELLS, parse_seeds
 
 BASE = GenerationParams("a cat", seed=100, num_inference_steps=4)
 

@@ -2,7 +2,7 @@ import hashlib
 
 import torch
 
-from sdkit.training import TrainConfig, train
+from training.tiny import TrainConfig, train
 
 QUICK = TrainConfig(
     max_scenes=16,

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from sdkit import GenerationParams
-from sdkit.widgets import PromptLab, png_bytes, python_call
+from sdkit.backends.base import Capabilities
+from sdkit.notebook.widgets import PromptLab, png_bytes, python_call
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -73,7 +74,7 @@ def test_python_call_leaves_defaults_out():
 
 
 def test_sweep_panel_counts_before_running_and_refuses_bad_values(backend):
-    from sdkit.widgets import SweepPanel
+    from sdkit.notebook.widgets import SweepPanel
 
     panel = SweepPanel(backend)
     assert "12 image(s)" in panel.count.value and "3 × 4" in panel.count.value
@@ -86,7 +87,7 @@ def test_sweep_panel_counts_before_running_and_refuses_bad_values(backend):
 
 
 def test_sweep_panel_runs_shows_the_grid_and_a_viewer(backend):
-    from sdkit.widgets import SweepPanel
+    from sdkit.notebook.widgets import SweepPanel
 
     panel = SweepPanel(backend)
     panel.axis_values["x"].value = "1,7"
@@ -105,7 +106,7 @@ def test_sweep_panel_runs_shows_the_grid_and_a_viewer(backend):
 
 def test_grid_viewer_shows_failed_cells_with_their_error(backend):
     from sdkit import Sweep, run_sweep
-    from sdkit.widgets import GridViewer
+    from sdkit.notebook.widgets import GridViewer
 
     sweep = Sweep(GenerationParams("x", seed=1, num_inference_steps=1), x="model=tiny,/nonexistent/model")
     result = run_sweep(sweep, backend, progress=False)
@@ -144,7 +145,7 @@ def test_progress_bar_takes_each_step_while_generating(lab):
 
 KERNEL_CODE = """
 import time, sdkit
-from sdkit.widgets import PromptLab
+from sdkit.notebook.widgets import PromptLab
 lab = PromptLab(sdkit.LocalBackend(progress=False))
 lab.steps.value = 4
 lab.generate()  # loads the model
@@ -194,6 +195,7 @@ def test_progress_reaches_a_front_end_step_by_step_from_a_real_kernel():
 def test_progress_bar_stays_within_its_range_when_the_backend_counts_more_steps(lab):
     class Backend:  # a second-order scheduler calls back more often than it has steps
         name = "fake"
+        capabilities = Capabilities(step_progress=True)
 
         def generate(self, params, *, on_step=None):
             for step in range(1, 2 * params.num_inference_steps):
@@ -243,7 +245,7 @@ def test_a_backend_that_leaves_the_size_to_the_model_shows_the_images_size_and_i
     assert "96×64" in lab.status.value and "None" not in lab.status.value
     lab.code.value = ""
     lab.history_box.children[0].children[1].click()
-    assert "the relay backend" in lab.code.value and "LocalBackend" not in lab.code.value
+    assert "sdkit.create_backend('relay')" in lab.code.value and "LocalBackend" not in lab.code.value
     with pytest.raises(ValidationError, match="index=1: must be a history entry from 0 to 0"):
         lab.restore(1)
 
@@ -282,7 +284,7 @@ def test_prompt_lab_keeps_a_size_or_steps_outside_its_menus(backend):
 
 @pytest.fixture(scope="module")
 def small_sweep(backend):
-    from sdkit.widgets import SweepPanel
+    from sdkit.notebook.widgets import SweepPanel
 
     panel = SweepPanel(backend)
     panel.steps.value = 2
@@ -315,7 +317,7 @@ def test_grid_viewer_details_show_the_size_and_scheduler_as_made(small_sweep):
 def test_sweep_panel_shows_the_grid_at_its_own_size(small_sweep):
     from PIL import Image
 
-    from sdkit.widgets import GRID_CELL_PX
+    from sdkit.notebook.widgets import GRID_CELL_PX
 
     grid = Image.open(io.BytesIO(bytes(small_sweep.grid.value)))
     # 64 px images: the grid draws them at 128 px already, so it is shown 1:1, capped at the panel's width
@@ -327,7 +329,7 @@ def test_sweep_panel_shows_the_grid_at_its_own_size(small_sweep):
 def test_grid_scale_brings_small_cells_up_to_about_grid_cell_px(small_sweep):
     from PIL import Image
 
-    from sdkit.widgets import grid_scale
+    from sdkit.notebook.widgets import grid_scale
 
     page = Image.new("RGB", (300, 200))
     assert grid_scale(small_sweep.result, page) == 1  # 64 px images are drawn at 128 px in the grid
@@ -342,7 +344,7 @@ def test_grid_scale_brings_small_cells_up_to_about_grid_cell_px(small_sweep):
 
 def test_sweep_panel_shows_each_z_page(backend):
     from sdkit import ValidationError
-    from sdkit.widgets import SweepPanel
+    from sdkit.notebook.widgets import SweepPanel
 
     panel = SweepPanel(backend)
     panel.steps.value = 1
@@ -361,7 +363,7 @@ def test_sweep_panel_shows_each_z_page(backend):
 
 
 def test_sweep_panel_names_an_output_folder_it_cannot_write(backend, tmp_path):
-    from sdkit.widgets import SweepPanel
+    from sdkit.notebook.widgets import SweepPanel
 
     blocker = tmp_path / "a-file"
     blocker.write_text("")
@@ -373,7 +375,7 @@ def test_sweep_panel_names_an_output_folder_it_cannot_write(backend, tmp_path):
 
 
 def test_sweep_panel_asks_for_seeds_when_the_field_is_empty(backend):
-    from sdkit.widgets import SweepPanel
+    from sdkit.notebook.widgets import SweepPanel
 
     panel = SweepPanel(backend)
     panel.seeds.value = " "
@@ -383,7 +385,7 @@ def test_sweep_panel_asks_for_seeds_when_the_field_is_empty(backend):
 
 def test_grid_viewer_refuses_bad_arguments_by_name(small_sweep):
     from sdkit import ValidationError
-    from sdkit.widgets import GridViewer
+    from sdkit.notebook.widgets import GridViewer
 
     with pytest.raises(ValidationError, match="thumb=0"):
         GridViewer(small_sweep.result, thumb=0)
@@ -399,7 +401,7 @@ def test_grid_viewer_refuses_bad_arguments_by_name(small_sweep):
 def test_result_html_shows_the_image_size_when_the_params_leave_it_to_the_model():
     from PIL import Image
 
-    from sdkit.display import result_html
+    from sdkit.notebook.display import result_html
     from sdkit.result import GenerationResult
 
     result = GenerationResult(

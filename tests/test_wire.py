@@ -4,7 +4,7 @@ import json
 import pytest
 
 from sdkit.errors import InvalidRequestError
-from sdkit.wire import (
+from sdkit.server.wire import (
     ServedModel,
     chat_chunks,
     chat_completion,

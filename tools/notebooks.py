@@ -262,7 +262,7 @@ wrong), runs with a progress bar, shows the grid, and a viewer where a click on 
 with its parameters. Its buttons call plain methods, scripted here as in the tests:
 """),
         code("""
-from sdkit.widgets import SweepPanel
+from sdkit.notebook.widgets import SweepPanel
 
 panel = SweepPanel(backend)
 panel.axis_values["x"].value = "1,4,7.5"
@@ -346,7 +346,7 @@ print([page.size for page in swept.grids()])"""),
 swept.figure(tile_inches=1.2)"""),
         md("`GridViewer`: click a cell to see its image large with its parameters (`select(i)` does the same):"),
         code("""
-from sdkit.widgets import GridViewer
+from sdkit.notebook.widgets import GridViewer
 
 viewer = GridViewer(swept)
 viewer.select(5)
@@ -411,7 +411,7 @@ def stop_after_five(done, total):
 try:
     sdkit.run_study(spec, folder, backend=backend, progress=False, on_image=stop_after_five)
 except KeyboardInterrupt:
-    print("interrupted with", len(sdkit.study.load_manifest(folder)), "images in the manifest")
+    print("interrupted with", len(sdkit.studies.study.load_manifest(folder)), "images in the manifest")
 run = sdkit.run_study(spec, folder, backend=backend, progress=False)
 print(f"resumed: kept {run.kept}, made {run.made}, failed {run.failed} of {run.total}")
 print(sorted(p.name for p in folder.iterdir()))"""),
@@ -422,7 +422,7 @@ from IPython.display import Image
 Image(filename=run.grid_paths[0])"""),
         md("Every manifest line says how its image was made:"),
         code("""
-entry = sdkit.study.load_manifest(folder)[0]
+entry = sdkit.studies.study.load_manifest(folder)[0]
 for key in ("cell", "labels", "seed", "batch", "scheduler_class", "generator", "dtype", "device", "torch_threads"):
     print(f"{key:16} {entry[key]}")
 print("model_hash      ", entry["model_hash"][:16], "…")"""),
@@ -468,7 +468,7 @@ generator, so a seed means the same picture everywhere.
 from IPython.display import HTML
 
 import sdkit
-from sdkit.display import images_html
+from sdkit.notebook.display import images_html
 
 backend = sdkit.LocalBackend(progress=False)
 print(backend)
@@ -573,7 +573,7 @@ makes the image shown, ready to paste.
         code(SETUP),
         code("""
 import sdkit
-from sdkit.widgets import PromptLab
+from sdkit.notebook.widgets import PromptLab
 
 backend = sdkit.LocalBackend(progress=False)
 lab = PromptLab(backend, models=["tiny", "tiny-sdxl"])

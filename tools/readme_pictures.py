@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import sdkit
-from sdkit.grid import labelled_grid
+from sdkit.sweeps.grid import labelled_grid
 
 ROOT = Path(__file__).resolve().parents[1]
 PROMPTS = (

@@ -1,0 +1,641 @@
+"""The ``sdkit`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import warnings
+from collections.abc import Sequence
+
+from sdkit.errors import SdkitError, ValidationError
+
+__all__ = ["main"]
+
+
+def _add_generation_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("prompt", help="what to draw")
+    p.add_argument("--negative-prompt", default="", metavar="TEXT", help="what to keep out of the image")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        metavar="N",
+        help="seed of the first image (random if left out; always recorded)",
+    )
+    p.add_argument("--steps", type=int, default=20, metavar="N", help="denoising steps (default 20)")
+    p.add_argument("--cfg", type=float, default=7.5, metavar="F", help="guidance scale (default 7.5)")
+    p.add_argument(
+        "--size", default=None, metavar="WxH", help="image size, e.g. 512x512 (default: the model's native size)"
+    )
+    p.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="NAME",
+        help='A1111 sampler name ("Euler a", "DPM++ 2M Karras", …) or diffusers class name',
+    )
+    p.add_argument(
+        "--model",
+        default="tiny",
+        metavar="ID|PATH|tiny",
+        help="diffusers model id, local folder, or an embedded model (tiny, tiny-random, tiny-sdxl)",
+    )
+    p.add_argument("--n", type=int, default=1, metavar="N", help="number of images (seeds SEED, SEED+1, …)")
+
+
+def _threads(text: str):
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'must be "auto" or a positive integer, not {text!r}')
+    return value
+
+
+def _add_cpu_args(p: argparse.ArgumentParser) -> None:
+    cpu = p.add_argument_group("CPU", "how the local pipeline uses the CPU (recorded with every image)")
+    cpu.add_argument(
+        "--threads",
+        type=_threads,
+        default="auto",
+        metavar="N|auto",
+        help="torch threads (default auto: 1 for small calls such as one tiny image, one per core for larger ones)",
+    )
+    cpu.add_argument(
+        "--portable",
+        action="store_true",
+        help="the same pixels on any x86-64 CPU with AVX2 (one thread, AVX2 kernels, no oneDNN; slower)",
+    )
+
+
+def _local_backend(args: argparse.Namespace, **options):
+    from sdkit.backends.local.pipeline import LocalBackend
+
+    return LocalBackend(
+        device=args.device,
+        dtype=args.dtype,
+        memory=args.memory,
+        threads=args.threads,
+        portable=args.portable,
+        **options,
+    )
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    from sdkit import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="sdkit",
+        description="Stable Diffusion prompt work: generate images locally, read their parameters back.",
+    )
+    parser.add_argument("--version", action="version", version=f"sdkit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    gen = sub.add_parser(
+        "generate",
+        help="generate images and write them as PNGs",
+        description="Generate images and write them as PNGs carrying their parameters "
+        "(A1111 infotext and sdkit's JSON record). Prints each file's path, one a line.",
+    )
+    _add_generation_args(gen)
+    gen.add_argument("--out", default="outputs", metavar="DIR", help="folder for the PNGs (default: outputs)")
+    gen.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N or mps")
+    gen.add_argument(
+        "--dtype", default=None, help="auto (default: fp16 on GPU, fp32 on CPU), float32, float16, bfloat16"
+    )
+    gen.add_argument("--memory", default="none", help="memory preset: none, t4, low, minimal")
+    gen.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _add_cpu_args(gen)
+    _add_remote_args(gen)
+    gen.set_defaults(func=_cmd_generate)
+
+    info = sub.add_parser(
+        "info",
+        help="print the parameters stored in an image",
+        description="Print the parameters stored in an image: sdkit's record, A1111 infotext (PNG, or EXIF in "
+        "JPEG/WebP), ComfyUI or InvokeAI metadata.",
+    )
+    info.add_argument("image", help="a PNG, JPEG or WebP file")
+    info.add_argument("--json", action="store_true", help="print everything as one JSON object")
+    info.set_defaults(func=_cmd_info)
+    _add_request_parser(sub)
+    _add_sweep_parser(sub)
+    _add_study_parser(sub)
+    _add_serve_parser(sub)
+    return parser
+
+
+def _add_serve_parser(sub) -> None:
+    serve = sub.add_parser(
+        "serve",
+        help="serve the OpenAI-style Stable Diffusion API from a local pipeline",
+        description="Serve POST /v1/chat/completions, POST /v1/images/generations, GET /v1/models and GET /health "
+        "from a local diffusers pipeline (FastAPI + uvicorn). Keys also come from $SDKIT_SERVER_API_KEYS "
+        "(comma-separated) or --api-key-file. The port is taken and the model loaded before anything is served: "
+        "either failing exits with status 1.",
+    )
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1: this machine only)"
+    )
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument(
+        "--model", default="tiny", metavar="ID|PATH|tiny", help="diffusers model id, local folder, or tiny (default)"
+    )
+    serve.add_argument(
+        "--api-key",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="accept this Bearer key (repeatable); other users of this machine can read it in ps: "
+        "prefer --api-key-file or $SDKIT_SERVER_API_KEYS",
+    )
+    serve.add_argument(
+        "--api-key-file", default=None, metavar="PATH", help="accept the keys in this file (one per line)"
+    )
+    serve.add_argument("--max-queue", type=int, default=32, metavar="N", help="requests that may wait (then 429)")
+    serve.add_argument(
+        "--concurrency", type=int, default=1, metavar="N", help="pipelines run at once, each its own copy (default 1)"
+    )
+    serve.add_argument("--max-images", type=int, default=4, metavar="N", help="images per request at most (default 4)")
+    serve.add_argument("--public-url", default=None, metavar="URL", help="base of image URLs (e.g. a tunnel's address)")
+    serve.add_argument(
+        "--device", default=None, help="auto (default), cpu, cuda, cuda:N or mps; cuda:0,cuda:1 serves from each GPU"
+    )
+    serve.add_argument(
+        "--dtype", default=None, help="auto (default: fp16 on GPU, fp32 on CPU), float32, float16, bfloat16"
+    )
+    serve.add_argument("--memory", default="none", help="memory preset: none, t4, low, minimal")
+    _add_cpu_args(serve)
+    serve.add_argument(
+        "--max-work",
+        type=int,
+        default=None,
+        metavar="PIXEL_STEPS",
+        help="most work one request may ask for, width × height × steps × images "
+        "(default: the model's native size × 200 steps, e.g. 512×512×200 for SD 1.5)",
+    )
+    serve.add_argument(
+        "--timeout",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="a request not done by then is stopped and answered 504 (default 300)",
+    )
+    serve.set_defaults(func=_cmd_serve)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from sdkit.server.app import exposure_warning, keys_from_env, run_server
+
+    keys = (*keys_from_env(), *args.api_key, *_keys_from_file(args.api_key_file))
+    if (message := exposure_warning(args.host, keys)) is not None:
+        print(f"sdkit: warning: {message}", file=sys.stderr)
+    run_server(
+        host=args.host,
+        port=args.port,
+        api_keys=keys,
+        model=args.model,
+        max_queue=args.max_queue,
+        concurrency=args.concurrency,
+        max_images=args.max_images,
+        public_url=args.public_url,
+        device=args.device,
+        dtype=args.dtype,
+        memory=args.memory,
+        threads=args.threads,
+        portable=args.portable,
+        max_work=args.max_work,
+        request_timeout_s=args.timeout,
+    )
+    return 0
+
+
+def _keys_from_file(path: str | None) -> tuple[str, ...]:
+    """The keys in a file, one per line (blank lines and ``#`` comments skipped)."""
+    from pathlib import Path
+
+    if path is None:
+        return ()
+    try:
+        text = Path(path).expanduser().read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValidationError("--api-key-file", path, f"cannot be read: {exc}") from None
+    keys = tuple(line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#"))
+    if not keys:
+        raise ValidationError("--api-key-file", path, "holds no key (one per line)")
+    return keys
+
+
+def _params_from_args(args: argparse.Namespace):
+    from sdkit.params import GenerationParams, parse_size
+
+    width = height = None
+    if args.size:
+        width, height = parse_size(args.size)
+    return GenerationParams(
+        prompt=args.prompt,
+        negative_prompt=args.negative_prompt,
+        seed=args.seed,
+        num_inference_steps=args.steps,
+        guidance_scale=args.cfg,
+        width=width,
+        height=height,
+        scheduler=args.scheduler,
+        num_images=args.n,
+        model=args.model,
+    )
+
+
+def _check_models(models) -> None:
+    """Refuse models that cannot load (unknown names, files, folders that are not pipelines) before
+    torch is imported; a hub id that is not cached fails at once when the hub cannot be reached."""
+    from sdkit.backends.local.pipeline import check_model
+
+    for model in dict.fromkeys(models):
+        check_model(model)
+
+
+def _check_out(folder: str) -> None:
+    """Refuse an output folder that cannot be written, before any generation (it is created now)."""
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise ValidationError("out", folder, "is a file; --out takes a folder")
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise ValidationError("out", folder, f"cannot write there: {exc.strerror or exc}") from None
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from sdkit.metadata.pngfile import save_result
+
+    params = _params_from_args(args)
+    if args.backend == "local":
+        _check_models([params.model])
+    _check_out(args.out)
+    if args.backend != "local":
+        backend = _remote_backend_from_args(args)
+    else:
+        backend = _local_backend(args, progress=not args.no_progress)
+    result = backend.generate(params)
+    for path in save_result(result, args.out):
+        print(path)
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from sdkit.metadata.imagemeta import read_image_metadata
+
+    if os.path.isdir(args.image):
+        raise ValidationError("image", args.image, "is a folder; give an image file (PNG, JPEG or WebP)")
+    if not os.path.isfile(args.image):
+        raise ValidationError("image", args.image, "no such file")
+    try:
+        meta = read_image_metadata(args.image)
+    except OSError as exc:
+        raise ValidationError("image", args.image, f"cannot be read as an image: {exc}") from None
+    if args.json:
+        print(json.dumps(dataclasses.asdict(meta), indent=2, ensure_ascii=False, default=str))
+        return 0
+    if meta.source is None:
+        print(f"{args.image}: no generation parameters found", file=sys.stderr)
+        return 1
+    if "parameters" in meta.raw:
+        print(meta.raw["parameters"])
+    else:
+        print(f"read from {meta.source} metadata:")
+        for field in (
+            "prompt",
+            "negative_prompt",
+            "seed",
+            "steps",
+            "guidance_scale",
+            "width",
+            "height",
+            "sampler",
+            "model",
+        ):
+            value = getattr(meta, field)
+            if value is not None:
+                print(f"  {field}: {value}")
+    if meta.record:
+        print()
+        print("sdkit record:")
+        print(json.dumps(meta.record, indent=2, ensure_ascii=False))
+    return 0
+
+
+def _add_remote_args(p: argparse.ArgumentParser) -> None:
+    remote = p.add_argument_group(
+        "API backends",
+        "Generate through an OpenAI-style SD API instead of locally. The key is read from SDKIT_API_KEY "
+        "(or OPENAI_API_KEY), never from the command line.",
+    )
+    remote.add_argument(
+        "--backend",
+        choices=("local", "chat", "images"),
+        default="local",
+        help="local (default), chat (/v1/chat/completions) or images (/v1/images/generations)",
+    )
+    remote.add_argument("--base-url", default=None, metavar="URL", help="API base URL (default: $SDKIT_BASE_URL)")
+    remote.add_argument(
+        "--sd-extras",
+        action="store_true",
+        help="also send seed, negative prompt, steps, CFG and size as top-level fields (some relays refuse them)",
+    )
+    remote.add_argument("--timeout", type=float, default=None, metavar="S", help="seconds to wait for a reply")
+    remote.add_argument("--max-retries", type=int, default=None, metavar="N", help="retries after the first try")
+
+
+def _remote_backend_from_args(args: argparse.Namespace):
+    from sdkit.backends.relay.remote import RemoteBackend
+    from sdkit.backends.relay.retry import DEFAULT_TIMEOUT
+
+    return RemoteBackend(
+        args.backend,
+        args.base_url,
+        sd_extras=args.sd_extras,
+        timeout=args.timeout or DEFAULT_TIMEOUT,
+        max_retries=args.max_retries,
+    )
+
+
+def _add_request_parser(sub) -> None:
+    from sdkit.backends.relay.apirequest import DEFAULT_API_MODEL
+
+    req = sub.add_parser(
+        "request",
+        help="print an API request as a ready-to-run snippet (curl, Python, JavaScript)",
+        description="Print the API request for PROMPT as a snippet to run elsewhere. The key is read from "
+        "$SDKIT_API_KEY when the snippet runs, unless --include-key writes it in.",
+    )
+    req.add_argument("prompt", help="the SD prompt (the user message)")
+    lang = req.add_mutually_exclusive_group()
+    lang.add_argument("--curl", dest="language", action="store_const", const="curl", help="curl (the default)")
+    lang.add_argument("--python", dest="language", action="store_const", const="python", help="Python with httpx")
+    lang.add_argument("--js", dest="language", action="store_const", const="js", help="JavaScript fetch")
+    req.add_argument("--backend", choices=("chat", "images"), default="chat", help="which endpoint (default chat)")
+    req.add_argument("--base-url", default=None, metavar="URL", help="API base URL (default: $SDKIT_BASE_URL)")
+    req.add_argument("--model", default=DEFAULT_API_MODEL, metavar="NAME", help=f"default {DEFAULT_API_MODEL}")
+    req.add_argument(
+        "--include-key", action="store_true", help="write the key from $SDKIT_API_KEY into the snippet (careful)"
+    )
+    req.add_argument("--stream", action="store_true", help="ask for server-sent events (chat only)")
+    extras = req.add_argument_group("SD extras", "sent as top-level fields, only those given")
+    extras.add_argument("--seed", type=int, default=None, metavar="N", help="seed")
+    extras.add_argument("--negative-prompt", default=None, metavar="TEXT", help="negative_prompt")
+    extras.add_argument("--steps", type=int, default=None, metavar="N", help="num_inference_steps (1-100)")
+    extras.add_argument("--cfg", type=float, default=None, metavar="F", help="guidance_scale (0-100)")
+    extras.add_argument("--size", default=None, metavar="WxH", help="size (with --backend images: its own size field)")
+    req.set_defaults(func=_cmd_request, language="curl")
+
+
+def _cmd_request(args: argparse.Namespace) -> int:
+    from sdkit.backends.relay.apirequest import ChatRequest, ImagesRequest, SDExtras
+    from sdkit.backends.relay.credentials import resolve_api_key, resolve_base_url
+    from sdkit.backends.relay.snippet import export_request
+
+    given = (args.seed, args.negative_prompt, args.steps, args.cfg)
+    extras = None
+    if any(v is not None for v in given) or (args.size and args.backend == "chat"):
+        extras = SDExtras(args.seed, args.negative_prompt, args.steps, args.cfg, args.size)
+    if args.backend == "chat":
+        request = ChatRequest.from_prompt(args.prompt, model=args.model, stream=args.stream, extras=extras)
+    else:
+        if args.stream:
+            raise ValidationError("stream", True, "only the chat endpoint streams")
+        if extras is not None:
+            extras = SDExtras(args.seed, args.negative_prompt, args.steps, args.cfg)
+        request = ImagesRequest(prompt=args.prompt, model=args.model, size=args.size, extras=extras)
+    base_url = None  # left out: the snippet reads $SDKIT_BASE_URL when it runs
+    if args.base_url is not None or any(os.environ.get(v) for v in ("SDKIT_BASE_URL", "OPENAI_BASE_URL")):
+        base_url = resolve_base_url(args.base_url)
+    key = resolve_api_key(prompt=False) if args.include_key else None
+    print(export_request(request, args.language, base_url, key, include_key=args.include_key), end="")
+    return 0
+
+
+def _add_sweep_parser(sub) -> None:
+    sw = sub.add_parser(
+        "sweep",
+        help="sweep parameters over X/Y/Z axes and draw labelled grids",
+        description="Make one image per combination of the axes' values (A1111 X/Y/Z plot syntax), write them "
+        "with their parameters, a labelled grid per Z value and manifest.json. Already-made images in DIR are "
+        "reused, so a second run makes nothing and an interrupted one resumes (without --seed, the seed drawn "
+        "by the first run, recorded in DIR/manifest.json, is used again). Prints the image count first "
+        "(stderr) and the grid path(s) last (stdout).",
+        epilog='Axis values: CSV lists (a,"b, c"), ranges 1-5, 5-20 (+5), 10-5 (-3), 1-10 [5], 0-1 (+0.25); '
+        "parameters: seed, steps (num_inference_steps), cfg (guidance_scale), width, height, size, sampler "
+        "(scheduler), model, prompt, negative_prompt, prompt_sr (search,replace,…), prompt_matrix.",
+    )
+    sw.add_argument(
+        "prompt", help="the base prompt (a prompt matrix or dynamicprompts template with --matrix/--dynamic)"
+    )
+    sw.add_argument("--x", metavar="AXIS", help='X axis, e.g. "guidance_scale=1,4,7.5"')
+    sw.add_argument("--y", metavar="AXIS", help='Y axis, e.g. "num_inference_steps=5-20 (+5)"')
+    sw.add_argument("--z", metavar="AXIS", help="Z axis: one grid per value")
+    sw.add_argument("--seeds", default=None, metavar="N|LIST", help="images per cell (N) or seeds (1,2,3 or 1-4)")
+    sw.add_argument("--negative-prompt", default="", metavar="TEXT", help="what to keep out of the images")
+    sw.add_argument("--seed", type=int, default=None, metavar="N", help="base seed (random if left out; recorded)")
+    sw.add_argument("--steps", type=int, default=20, metavar="N", help="denoising steps (default 20)")
+    sw.add_argument("--cfg", type=float, default=7.5, metavar="F", help="guidance scale (default 7.5)")
+    sw.add_argument("--size", default=None, metavar="WxH", help="image size (default: the model's native size)")
+    sw.add_argument("--scheduler", default=None, metavar="NAME", help="A1111 sampler name or diffusers class name")
+    sw.add_argument("--model", default="tiny", metavar="ID|PATH|tiny", help="model (default: the embedded tiny)")
+    prompts = sw.add_mutually_exclusive_group()
+    prompts.add_argument("--matrix", action="store_true", help="PROMPT is a prompt matrix base|a|b (first free axis)")
+    prompts.add_argument(
+        "--dynamic",
+        choices=("combinatorial", "random"),
+        default=None,
+        help="PROMPT is a dynamicprompts template; its prompts go on the first free axis",
+    )
+    sw.add_argument("--max-prompts", type=int, default=None, metavar="N", help="with --dynamic: how many prompts")
+    sw.add_argument("--prompt-seed", type=int, default=None, metavar="N", help="with --dynamic random: its seed")
+    sw.add_argument("--wildcards", default=None, metavar="DIR", help="with --dynamic: folder of wildcard files")
+    sw.add_argument("--out", default="outputs/sweep", metavar="DIR", help="output folder (default outputs/sweep)")
+    sw.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N or mps")
+    sw.add_argument("--dtype", default=None, help="auto (default), float32, float16, bfloat16")
+    sw.add_argument("--memory", default="none", help="memory preset: none, t4, low, minimal")
+    sw.add_argument("--max-batch", type=int, default=8, metavar="N", help="most images per pipeline call (default 8)")
+    sw.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _add_cpu_args(sw)
+    _add_remote_args(sw)
+    sw.set_defaults(func=_cmd_sweep, n=1)
+
+
+def _sweep_from_args(args: argparse.Namespace):
+    from sdkit.sweeps.axis import prompt_axis
+    from sdkit.sweeps.sweep import Sweep, parse_seeds
+
+    axes = {"x": args.x, "y": args.y, "z": args.z}
+    prompt = args.prompt
+    if args.matrix or args.dynamic:
+        free = next((name for name, value in axes.items() if value is None), None)
+        if free is None:
+            raise ValidationError("prompt", prompt, "--matrix/--dynamic need a free axis, but X, Y and Z are all used")
+        mode = "matrix" if args.matrix else args.dynamic
+        axis = prompt_axis(prompt, mode, count=args.max_prompts, seed=args.prompt_seed, wildcards=args.wildcards)
+        axes[free] = axis
+        args.prompt = axis.values[0]
+    base = _params_from_args(args)
+    return Sweep(base, **axes, seeds=parse_seeds(args.seeds) if args.seeds else None)
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from sdkit.sweeps.runner import resume_seed, run_sweep
+
+    sweep = _sweep_from_args(args)
+    if args.backend == "local":
+        axes = [axis.values for axis in sweep.axes.values() if axis.param == "model"]
+        _check_models([sweep.base.model, *(m for values in axes for m in values)])
+    _check_out(args.out)
+    if args.seed is None and (resumed := resume_seed(sweep, args.out)) is not None:
+        sweep = resumed
+        print(f"sweep: resuming with seed {sweep.base.seed}, recorded in {args.out}/manifest.json", file=sys.stderr)
+    n = sweep.shape[3]
+    shape = " x ".join(str(len(a)) for a in sweep.axes.values()) or "1 cell"
+    print(f"sweep: {sweep.count()} image(s) ({shape}, {n} per cell) -> {args.out}", file=sys.stderr)
+    if args.backend != "local":
+        backend = _remote_backend_from_args(args)
+    else:
+        backend = _local_backend(args, progress=False, max_batch=args.max_batch)
+    try:
+        result = run_sweep(sweep, backend, args.out, progress=not args.no_progress)
+    finally:
+        if hasattr(backend, "close"):
+            backend.close()
+    print(
+        f"sweep: {result.count('generated')} generated, {result.count('cached')} cached, "
+        f"{result.count('failed')} failed in {result.elapsed_s:.1f}s; "
+        f"manifest: {os.path.join(args.out, 'manifest.json')}",
+        file=sys.stderr,
+    )
+    for cell in result.failed[:5]:
+        print(f"sweep: image {cell.cell.index} failed: {cell.error}", file=sys.stderr)
+    for path in result.grid_paths:
+        print(path)
+    return 1 if result.failed else 0
+
+
+def _add_study_parser(sub) -> None:
+    study = sub.add_parser(
+        "study",
+        help="reproducible prompt studies: run a YAML spec, verify a run folder, write its report",
+        description="A study is a sweep that someone else can re-run and check. "
+        "'run' writes a run folder (images, manifest.jsonl, grids, the resolved spec, environment.json) and "
+        "resumes an interrupted run; 'verify' makes every image again the way it was made and compares; "
+        "'report' writes one self-contained HTML page.",
+    )
+    actions = study.add_subparsers(dest="action", metavar="ACTION", required=True)
+    run = actions.add_parser("run", help="run (or resume) a study", description="Run or resume a study spec.")
+    run.add_argument("spec", help="the study's YAML spec")
+    run.add_argument("--out", default=None, metavar="DIR", help="run folder (default: runs/NAME)")
+    run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    run.add_argument(
+        "--threads", type=_threads, default=None, metavar="N|auto", help="torch threads (the spec's `threads` key)"
+    )
+    run.add_argument("--portable", action="store_true", help="portable mode (the spec's `portable: true`)")
+    run.set_defaults(func=_cmd_study_run)
+    verify = actions.add_parser(
+        "verify",
+        help="make every image again and compare",
+        description="Check a run folder: files against the manifest, then every local image made again "
+        "(same batching, same thread count) and compared. Exit status 1 on any mismatch, missing or tampered file.",
+    )
+    verify.add_argument("folder", help="a study run folder")
+    verify.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    verify.set_defaults(func=_cmd_study_verify)
+    report = actions.add_parser("report", help="write report.html", description="Write the run's HTML report.")
+    report.add_argument("folder", help="a study run folder")
+    report.set_defaults(func=_cmd_study_report)
+
+
+def _cmd_study_run(args: argparse.Namespace) -> int:
+    from sdkit.studies.spec import parse_study_spec
+    from sdkit.studies.study import run_study, study_sweep
+
+    if not os.path.isfile(args.spec):
+        raise ValidationError("spec", args.spec, "no such file")
+    with open(args.spec, encoding="utf-8") as f:
+        spec = parse_study_spec(f.read())
+    if args.threads is not None or args.portable:
+        spec = spec.with_cpu(threads=args.threads, portable=args.portable or spec.portable)
+    print(f"study {spec.name}: {study_sweep(spec).count()} image(s)", file=sys.stderr)
+    run = run_study(spec, args.out, progress=not args.no_progress)
+    print(
+        f"made {run.made}, kept {run.kept}, failed {run.failed} of {run.total} in {run.elapsed_s:.1f}s", file=sys.stderr
+    )
+    for note in run.notes:
+        print(f"study {spec.name}: {note}", file=sys.stderr)
+    for cell, error in run.errors[:5]:
+        print(f"study {spec.name}: image {cell} failed: {error}", file=sys.stderr)
+    print(run.folder)
+    return 0 if run.complete else 1
+
+
+def _cmd_study_verify(args: argparse.Namespace) -> int:
+    from sdkit.studies.study import verify_study
+
+    result = verify_study(args.folder, progress=not args.no_progress)
+    print(result.summary())
+    return 0 if result.ok else 1
+
+
+def _cmd_study_report(args: argparse.Namespace) -> int:
+    from sdkit.studies.study import write_report
+
+    print(write_report(args.folder))
+    return 0
+
+
+def _in_sdkit(filename: str) -> bool:
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the sdkit package
+    return os.path.abspath(filename).startswith(root + os.sep)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """sdkit's own warnings as one line (``sdkit: warning: …``); others as Python shows them."""
+    if category is UserWarning and _in_sdkit(filename):
+        print(f"sdkit: warning: {message}", file=sys.stderr)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit status (0 ok, 1 failure, 2 bad input)."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            status = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+        return status
+    except BrokenPipeError:
+        # `sdkit info X | head`: the reader left. Python's advice: point stdout at devnull so the
+        # flush at exit does not fail again, and end without a traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except ValidationError as exc:
+        print(f"sdkit: error: {exc}", file=sys.stderr)
+        return 2
+    except SdkitError as exc:
+        print(f"sdkit: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("sdkit: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,197 @@
+"""A prompt study's spec: the YAML a person writes, checked key by key.
+
+Pure: :func:`parse_study_spec` takes the YAML text (or an already-loaded mapping) and returns a
+frozen :class:`StudySpec`; every unknown key or bad value is refused with its path
+(``params.cfg``, ``axes.x``, ``seeds[1]``) in the message.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from sdkit.errors import ValidationError
+from sdkit.params import MAX_SEED, GenerationParams
+from sdkit.suggestions import did_you_mean
+
+__all__ = ["BACKENDS", "StudySpec", "parse_study_spec"]
+
+BACKENDS = ("local", "chat", "images")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_TOP_KEYS = (
+    "name",
+    "description",
+    "backend",
+    "base_url",
+    "sd_extras",
+    "model",
+    "params",
+    "axes",
+    "seeds",
+    "batch",
+    "threads",
+    "portable",
+)
+_AXES = ("x", "y", "z")
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    """A study: base parameters, up to three axes in A1111 syntax, the seeds of every cell, and
+    how it runs (backend, batching, torch threads, portable mode) so that ``verify`` can run it the same way."""
+
+    name: str
+    params: GenerationParams
+    axes: Mapping[str, str] = field(default_factory=dict)
+    seeds: tuple[int, ...] = (0,)
+    backend: str = "local"
+    base_url: str | None = None
+    description: str = ""
+    batch: bool = True
+    threads: int | Literal["auto"] | None = None
+    sd_extras: bool = False
+    portable: bool = False
+
+    def with_cpu(self, *, threads: int | Literal["auto"] | None = None, portable: bool = False) -> StudySpec:
+        """The same study with these CPU settings (from the command line)."""
+        spec = replace(self, threads=threads if threads is not None else self.threads, portable=portable)
+        _check_cpu(spec.backend, spec.threads, spec.portable)
+        return spec
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved spec, as YAML/JSON-ready data (the form written into a run folder)."""
+        params = {k: v for k, v in self.params.to_dict().items() if k not in ("seed", "num_images", "model")}
+        out: dict[str, Any] = {
+            "name": self.name,
+            "description": self.description,
+            "backend": self.backend,
+            "base_url": self.base_url,
+            "model": self.params.model,
+            "params": params,
+            "axes": dict(self.axes),
+            "seeds": list(self.seeds),
+            "batch": self.batch,
+            "threads": self.threads,
+            "sd_extras": self.sd_extras if self.backend != "local" else None,
+            "portable": True if self.portable else None,  # absent when off, as in folders made before it existed
+        }
+        return {k: v for k, v in out.items() if v is not None and v != ""}
+
+
+def _fail(path: str, value: object, reason: str) -> ValidationError:
+    return ValidationError(path, value, reason)
+
+
+def _mapping(path: str, value: object) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise _fail(path, value, "must be a mapping")
+    return value
+
+
+def parse_study_spec(source: str | Mapping[str, Any]) -> StudySpec:
+    """Parse and check a study spec from YAML text or a mapping."""
+    if isinstance(source, str):
+        import yaml
+
+        try:
+            data = yaml.safe_load(source)
+        except yaml.YAMLError as exc:
+            raise ValidationError("spec", source[:80], f"is not valid YAML: {exc}") from None
+    else:
+        data = source
+    data = _mapping("spec", data)
+    unknown = [k for k in data if k not in _TOP_KEYS]
+    if unknown:
+        hint = did_you_mean(str(unknown[0]), _TOP_KEYS)
+        raise _fail(str(unknown[0]), data[unknown[0]], f"unknown key; {hint or 'known: ' + ', '.join(_TOP_KEYS)}")
+
+    name = data.get("name")
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise _fail("name", name, "is required: letters, digits, '.', '_' or '-' (a folder name)")
+
+    backend = data.get("backend", "local")
+    if backend not in BACKENDS:
+        raise _fail("backend", backend, f"must be one of {', '.join(BACKENDS)}")
+    base_url = data.get("base_url")
+    if backend == "local" and base_url is not None:
+        raise _fail("base_url", base_url, "only applies to the chat and images backends")
+    if backend != "local" and not (isinstance(base_url, str) and base_url.startswith(("http://", "https://"))):
+        raise _fail("base_url", base_url, f"an http(s) URL is required with backend {backend}")
+
+    params_in = dict(_mapping("params", data.get("params", {})))
+    for key in ("seed", "num_images", "model"):
+        if key in params_in:
+            where = {"seed": "seeds", "num_images": "seeds", "model": "model"}[key]
+            raise _fail(f"params.{key}", params_in[key], f"set it with the top-level '{where}' key")
+    model = data.get("model", "tiny")
+    try:
+        params = GenerationParams.from_dict({**params_in, "model": model, "seed": 0})
+    except ValidationError as exc:
+        field_path = "model" if exc.field == "model" else f"params.{exc.field}"
+        raise _fail(field_path, exc.value, exc.reason) from None
+
+    axes_in = _mapping("axes", data.get("axes", {}) or {})
+    axes: dict[str, str] = {}
+    for key, value in axes_in.items():
+        if key not in _AXES:
+            hint = did_you_mean(str(key), _AXES)
+            raise _fail(f"axes.{key}", value, f"unknown axis; {hint + ' ' if hint else ''}use x, y and z")
+        if not isinstance(value, str) or "=" not in value:
+            raise _fail(f"axes.{key}", value, 'must look like "parameter=values", e.g. "guidance_scale=1,4,7.5"')
+        axes[key] = value
+    if ("z" in axes and "y" not in axes) or ("y" in axes and "x" not in axes):
+        raise _fail("axes", dict(axes_in), "fill x before y, and y before z")
+
+    seeds_in = data.get("seeds", [0])
+    if isinstance(seeds_in, int) and not isinstance(seeds_in, bool):
+        seeds_in = [seeds_in]
+    if not isinstance(seeds_in, list) or not seeds_in:
+        raise _fail("seeds", seeds_in, "must be a seed or a non-empty list of seeds")
+    for i, s in enumerate(seeds_in):
+        if not isinstance(s, int) or isinstance(s, bool) or not 0 <= s <= MAX_SEED:
+            raise _fail(f"seeds[{i}]", s, f"must be an integer between 0 and {MAX_SEED}")
+    if len(set(seeds_in)) != len(seeds_in):
+        raise _fail("seeds", seeds_in, "must not repeat a seed")
+
+    batch = data.get("batch", True)
+    if not isinstance(batch, bool):
+        raise _fail("batch", batch, "must be true or false")
+    threads = data.get("threads")
+    portable = data.get("portable", False)
+    _check_cpu(backend, threads, portable)
+    sd_extras = data.get("sd_extras", False)
+    if not isinstance(sd_extras, bool):
+        raise _fail("sd_extras", sd_extras, "must be true or false")
+    if sd_extras and backend == "local":
+        raise _fail("sd_extras", sd_extras, "only applies to the chat and images backends")
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        raise _fail("description", description, "must be text")
+
+    return StudySpec(
+        name=name,
+        params=params,
+        axes=axes,
+        seeds=tuple(seeds_in),
+        backend=backend,
+        base_url=base_url,
+        description=description,
+        batch=batch,
+        threads=threads,
+        sd_extras=sd_extras,
+        portable=portable,
+    )
+
+
+def _check_cpu(backend: str, threads: object, portable: object) -> None:
+    counted = isinstance(threads, int) and not isinstance(threads, bool) and threads >= 1
+    if threads is not None and threads != "auto" and not counted:
+        raise _fail("threads", threads, 'must be "auto" or a positive integer')
+    if not isinstance(portable, bool):
+        raise _fail("portable", portable, "must be true or false")
+    if portable and backend != "local":
+        raise _fail("portable", portable, "only applies to the local backend")
+    if portable and threads not in (None, "auto", 1):
+        raise _fail("threads", threads, "portable mode runs on one thread; leave threads out or set it to 1")
