@@ -41,6 +41,7 @@ __all__ = [
     "ResultCallback",
     "StepCallback",
     "capabilities",
+    "check",
     "identity",
 ]
 
@@ -65,6 +66,9 @@ class Capabilities:
     ``step_progress``: ``generate(params, on_step=…)`` and ``generate_many(…, on_step=…)`` report steps.
     ``regenerable``: the same parameters and identity make the same pixels again, so ``verify`` can
     remake its images (a remote service cannot promise that; its studies keep the raw replies instead).
+    ``checks_params``: the backend has ``check(params_list)``, which refuses what it cannot make (an
+    unknown model, say) with a :class:`~sdkit.ValidationError` before any work; sweeps, studies and the
+    CLI call it first.
     """
 
     max_batch: int = 1
@@ -72,6 +76,7 @@ class Capabilities:
     loads: bool = False
     step_progress: bool = False
     regenerable: bool = False
+    checks_params: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.max_batch, int) or isinstance(self.max_batch, bool) or self.max_batch < 1:
@@ -123,6 +128,12 @@ def capabilities(backend: Backend) -> Capabilities:
     if not isinstance(declared, Capabilities):
         raise ValidationError("capabilities", declared, f"of backend {backend.name!r} must be a sdkit Capabilities")
     return declared
+
+
+def check(backend: Backend, params: Sequence[GenerationParams]) -> None:
+    """Let ``backend`` refuse ``params`` before any work, when it declares ``checks_params``."""
+    if capabilities(backend).checks_params:
+        backend.check(params)  # type: ignore[attr-defined]
 
 
 def identity(backend: Backend) -> dict[str, Any]:

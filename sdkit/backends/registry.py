@@ -23,7 +23,14 @@ from typing import Any
 from sdkit.errors import SdkitError, ValidationError
 from sdkit.suggestions import did_you_mean
 
-__all__ = ["ENTRY_POINT_GROUP", "backend_kinds", "create_backend", "register_backend", "unregister_backend"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "backend_kinds",
+    "backend_options",
+    "create_backend",
+    "register_backend",
+    "unregister_backend",
+]
 
 ENTRY_POINT_GROUP = "sdkit.backends"
 
@@ -104,35 +111,45 @@ def _resolve(kind: str) -> Factory:
 def create_backend(kind: str, **options: Any) -> Any:
     """A backend of ``kind`` built with ``options`` (for example ``create_backend("local", threads=1)`` or
     ``create_backend("images", base_url=…)``). An unknown kind or option is refused, naming it."""
-    _ensure_loaded()
-    if kind not in _factories:
-        hint = did_you_mean(str(kind), backend_kinds())
-        raise ValidationError(
-            "backend", kind, f"is not a backend kind; {hint or 'known: ' + ', '.join(backend_kinds())}"
-        )
+    _require(kind)
     factory = _resolve(kind)
-    _check_options(kind, factory, options)
+    _check_options(kind, options)
     backend = factory(**options)
-    if getattr(backend, "name", None) != kind:
-        raise SdkitError(
-            f"the factory of backend kind {kind!r} made a backend named {getattr(backend, 'name', None)!r}"
-        )
+    made = getattr(backend, "name", None)
+    if made != kind:
+        raise SdkitError(f"the factory of backend kind {kind!r} made a backend named {made!r}")
     return backend
 
 
-def _check_options(kind: str, factory: Factory, options: dict[str, Any]) -> None:
+def backend_options(kind: str) -> tuple[str, ...] | None:
+    """The options ``create_backend(kind, …)`` takes, as its factory declares them (None: any)."""
+    _require(kind)
     try:
-        params = inspect.signature(factory).parameters.values()
+        params = inspect.signature(_resolve(kind)).parameters.values()
     except (TypeError, ValueError):
-        return
+        return None
     if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    return tuple(p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD))
+
+
+def _require(kind: str) -> None:
+    _ensure_loaded()
+    if kind not in _factories:
+        hint = did_you_mean(str(kind), backend_kinds())
+        known = "known: " + ", ".join(backend_kinds())
+        raise ValidationError("backend", kind, f"is not a backend kind; {hint or known}")
+
+
+def _check_options(kind: str, options: dict[str, Any]) -> None:
+    known = backend_options(kind)
+    if known is None:
         return
-    known = [p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
     for name in options:
         if name not in known:
             hint = did_you_mean(name, known)
             raise ValidationError(
-                f"backend_options.{name}",
+                name,
                 options[name],
                 f"is not an option of backend {kind!r}; {hint or 'its options: ' + ', '.join(known)}",
             )

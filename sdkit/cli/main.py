@@ -11,6 +11,7 @@ import warnings
 from collections.abc import Sequence
 
 from sdkit.errors import SdkitError, ValidationError
+from sdkit.params import GenerationParams
 
 __all__ = ["main"]
 
@@ -73,17 +74,43 @@ def _add_cpu_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _local_backend(args: argparse.Namespace, **options):
-    from sdkit.backends.local.pipeline import LocalBackend
+def _backend_from_args(args: argparse.Namespace, params: list[GenerationParams], *, progress: bool):
+    """The backend ``--backend KIND`` names, built through the registry with the options the command line
+    gave (flags and ``--backend-option KEY=VALUE``); it checks ``params`` before any work when it can."""
+    from sdkit.backends.base import check
+    from sdkit.backends.registry import backend_options, create_backend
 
-    return LocalBackend(
-        device=args.device,
-        dtype=args.dtype,
-        memory=args.memory,
-        threads=args.threads,
-        portable=args.portable,
-        **options,
-    )
+    flags = {
+        "device": args.device,
+        "dtype": args.dtype,
+        "memory": None if args.memory == "none" else args.memory,  # the defaults are the backend's own
+        "threads": None if args.threads == "auto" else args.threads,
+        "portable": args.portable or None,
+        "max_batch": getattr(args, "max_batch", None),
+        "base_url": args.base_url,
+        "sd_extras": args.sd_extras or None,
+        "timeout": args.timeout,
+        "max_retries": args.max_retries,
+    }
+    options = {name: value for name, value in flags.items() if value is not None}
+    options.update(args.backend_option)
+    accepted = backend_options(args.backend)
+    if accepted is None or "progress" in accepted:
+        options.setdefault("progress", progress)
+    backend = create_backend(args.backend, **options)
+    check(backend, params)
+    return backend
+
+
+def _backend_option(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` → (key, value); the value is read as JSON when it is JSON (numbers, true, null), else text."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"{text!r}: give KEY=VALUE, e.g. max_concurrency=4")
+    try:
+        return key.strip(), json.loads(value)
+    except json.JSONDecodeError:
+        return key.strip(), value
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -251,15 +278,6 @@ def _params_from_args(args: argparse.Namespace):
     )
 
 
-def _check_models(models) -> None:
-    """Refuse models that cannot load (unknown names, files, folders that are not pipelines) before
-    torch is imported; a hub id that is not cached fails at once when the hub cannot be reached."""
-    from sdkit.backends.local.pipeline import check_model
-
-    for model in dict.fromkeys(models):
-        check_model(model)
-
-
 def _check_out(folder: str) -> None:
     """Refuse an output folder that cannot be written, before any generation (it is created now)."""
     if os.path.exists(folder) and not os.path.isdir(folder):
@@ -276,13 +294,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     from sdkit.metadata.pngfile import save_result
 
     params = _params_from_args(args)
-    if args.backend == "local":
-        _check_models([params.model])
+    backend = _backend_from_args(args, [params], progress=not args.no_progress)
     _check_out(args.out)
-    if args.backend != "local":
-        backend = _remote_backend_from_args(args)
-    else:
-        backend = _local_backend(args, progress=not args.no_progress)
     result = backend.generate(params)
     for path in save_result(result, args.out):
         print(path)
@@ -334,16 +347,27 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _add_remote_args(p: argparse.ArgumentParser) -> None:
+    from sdkit.backends.registry import backend_kinds
+
     remote = p.add_argument_group(
-        "API backends",
-        "Generate through an OpenAI-style SD API instead of locally. The key is read from SDKIT_API_KEY "
+        "Backends",
+        "Generate locally (default) or through an API. An API key is read from SDKIT_API_KEY "
         "(or OPENAI_API_KEY), never from the command line.",
     )
     remote.add_argument(
         "--backend",
-        choices=("local", "chat", "images"),
         default="local",
-        help="local (default), chat (/v1/chat/completions) or images (/v1/images/generations)",
+        metavar="KIND",
+        help=f"{', '.join(backend_kinds())} (chat: /v1/chat/completions, images: /v1/images/generations; "
+        "installed packages may add kinds); default local",
+    )
+    remote.add_argument(
+        "--backend-option",
+        type=_backend_option,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an option of the backend, e.g. max_concurrency=4 (repeatable)",
     )
     remote.add_argument("--base-url", default=None, metavar="URL", help="API base URL (default: $SDKIT_BASE_URL)")
     remote.add_argument(
@@ -353,19 +377,6 @@ def _add_remote_args(p: argparse.ArgumentParser) -> None:
     )
     remote.add_argument("--timeout", type=float, default=None, metavar="S", help="seconds to wait for a reply")
     remote.add_argument("--max-retries", type=int, default=None, metavar="N", help="retries after the first try")
-
-
-def _remote_backend_from_args(args: argparse.Namespace):
-    from sdkit.backends.relay.remote import RemoteBackend
-    from sdkit.backends.relay.retry import DEFAULT_TIMEOUT
-
-    return RemoteBackend(
-        args.backend,
-        args.base_url,
-        sd_extras=args.sd_extras,
-        timeout=args.timeout or DEFAULT_TIMEOUT,
-        max_retries=args.max_retries,
-    )
 
 
 def _add_request_parser(sub) -> None:
@@ -465,7 +476,9 @@ def _add_sweep_parser(sub) -> None:
     sw.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N or mps")
     sw.add_argument("--dtype", default=None, help="auto (default), float32, float16, bfloat16")
     sw.add_argument("--memory", default="none", help="memory preset: none, t4, low, minimal")
-    sw.add_argument("--max-batch", type=int, default=8, metavar="N", help="most images per pipeline call (default 8)")
+    sw.add_argument(
+        "--max-batch", type=int, default=None, metavar="N", help="most images per pipeline call (default 8)"
+    )
     sw.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     _add_cpu_args(sw)
     _add_remote_args(sw)
@@ -494,9 +507,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     from sdkit.sweeps.runner import resume_seed, run_sweep
 
     sweep = _sweep_from_args(args)
-    if args.backend == "local":
-        axes = [axis.values for axis in sweep.axes.values() if axis.param == "model"]
-        _check_models([sweep.base.model, *(m for values in axes for m in values)])
+    backend = _backend_from_args(args, [c.params for c in sweep.cells()], progress=False)
     _check_out(args.out)
     if args.seed is None and (resumed := resume_seed(sweep, args.out)) is not None:
         sweep = resumed
@@ -504,10 +515,6 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     n = sweep.shape[3]
     shape = " x ".join(str(len(a)) for a in sweep.axes.values()) or "1 cell"
     print(f"sweep: {sweep.count()} image(s) ({shape}, {n} per cell) -> {args.out}", file=sys.stderr)
-    if args.backend != "local":
-        backend = _remote_backend_from_args(args)
-    else:
-        backend = _local_backend(args, progress=False, max_batch=args.max_batch)
     try:
         result = run_sweep(sweep, backend, args.out, progress=not args.no_progress)
     finally:

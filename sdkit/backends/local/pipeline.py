@@ -153,8 +153,19 @@ class LocalBackend:
     def capabilities(self) -> Capabilities:
         """Batches of up to ``max_batch`` images, warm-up, per-step progress, and images ``verify`` can remake."""
         return Capabilities(
-            max_batch=self.max_batch, batch_key=batch_key, loads=True, step_progress=True, regenerable=True
+            max_batch=self.max_batch,
+            batch_key=batch_key,
+            loads=True,
+            step_progress=True,
+            regenerable=True,
+            checks_params=True,
         )
+
+    def check(self, params: Sequence[GenerationParams]) -> None:
+        """Refuse, before anything loads, a model that cannot: an unknown name (close names suggested), a
+        missing path, a file or folder that is not a diffusers pipeline, an uncached hub id while offline."""
+        for model in dict.fromkeys(p.model for p in params):
+            check_model(model)
 
     def identity(self) -> dict[str, Any]:
         """Device, dtype and memory preset; the thread count when pinned and portable mode when on
