@@ -92,3 +92,47 @@ def test_a_misspelt_key_suggests_the_one_meant(spec, field, meant):
     with pytest.raises(ValidationError, match=f"did you mean '{meant}'") as info:
         parse_study_spec(spec)
     assert info.value.field == field
+
+
+def test_backend_options_are_checked_against_the_kind_and_recorded():
+    base = {"name": "s", "params": {"prompt": "a red circle"}}
+    spec = parse_study_spec(
+        {**base, "backend": "images", "base_url": "http://127.0.0.1:9/v1", "backend_options": {"max_concurrency": 2}}
+    )
+    assert spec.options() == {"max_concurrency": 2, "base_url": "http://127.0.0.1:9/v1"}
+    assert spec.to_dict()["backend_options"] == {"max_concurrency": 2}
+    assert "backend_options" not in parse_study_spec(base).to_dict()  # folders made before it existed compare equal
+    with pytest.raises(ValidationError, match="did you mean 'max_concurrency'") as info:
+        parse_study_spec(
+            {**base, "backend": "chat", "base_url": "http://x/v1", "backend_options": {"max_concurency": 2}}
+        )
+    assert info.value.field == "backend_options.max_concurency"
+    with pytest.raises(ValidationError, match="is not an option of backend 'chat'") as info:
+        parse_study_spec({**base, "backend": "chat", "base_url": "http://x/v1", "threads": 2})
+    assert info.value.field == "threads"
+    with pytest.raises(ValidationError, match="top-level 'threads'"):
+        parse_study_spec({**base, "backend_options": {"threads": 2}})
+
+
+def test_a_registered_kind_is_a_study_backend():
+    import sdkit
+
+    class Solid:
+        name = "solid_spec"
+
+        def __init__(self, shade: int = 0):
+            self.shade = shade
+
+        def identity(self):
+            return {"shade": self.shade}
+
+    sdkit.register_backend("solid_spec", Solid)
+    try:
+        spec = parse_study_spec(
+            {"name": "s", "params": {"prompt": "x"}, "backend": "solid_spec", "backend_options": {"shade": 3}}
+        )
+        assert spec.backend == "solid_spec" and sdkit.create_backend(spec.backend, **spec.options()).shade == 3
+    finally:
+        sdkit.backends.unregister_backend("solid_spec")
+    with pytest.raises(ValidationError, match="is not a backend kind"):
+        parse_study_spec({"name": "s", "params": {"prompt": "x"}, "backend": "solid_spec"})

@@ -108,7 +108,7 @@ def _resolve(kind: str) -> Factory:
     return obj
 
 
-def create_backend(kind: str, **options: Any) -> Any:
+def create_backend(kind: str, /, **options: Any) -> Any:
     """A backend of ``kind`` built with ``options`` (for example ``create_backend("local", threads=1)`` or
     ``create_backend("images", base_url=…)``). An unknown kind or option is refused, naming it."""
     _require(kind)

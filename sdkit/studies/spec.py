@@ -16,14 +16,14 @@ from sdkit.errors import ValidationError
 from sdkit.params import MAX_SEED, GenerationParams
 from sdkit.suggestions import did_you_mean
 
-__all__ = ["BACKENDS", "StudySpec", "parse_study_spec"]
+__all__ = ["StudySpec", "parse_study_spec"]
 
-BACKENDS = ("local", "chat", "images")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _TOP_KEYS = (
     "name",
     "description",
     "backend",
+    "backend_options",
     "base_url",
     "sd_extras",
     "model",
@@ -53,6 +53,22 @@ class StudySpec:
     threads: int | Literal["auto"] | None = None
     sd_extras: bool = False
     portable: bool = False
+    #: Further options of the backend kind (``create_backend(backend, **backend_options)``).
+    backend_options: Mapping[str, Any] = field(default_factory=dict)
+
+    def options(self) -> dict[str, Any]:
+        """Everything the spec says about its backend, as ``create_backend`` options: ``backend_options``
+        plus the keys with their own names (``base_url``, ``sd_extras``, ``threads``, ``portable``) where set."""
+        options = dict(self.backend_options)
+        if self.base_url is not None:
+            options["base_url"] = self.base_url
+        if self.sd_extras:
+            options["sd_extras"] = True
+        if self.threads is not None:
+            options["threads"] = self.threads
+        if self.portable:
+            options["portable"] = True
+        return options
 
     def with_cpu(self, *, threads: int | Literal["auto"] | None = None, portable: bool = False) -> StudySpec:
         """The same study with these CPU settings (from the command line)."""
@@ -62,6 +78,8 @@ class StudySpec:
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved spec, as YAML/JSON-ready data (the form written into a run folder)."""
+        from sdkit.backends.registry import backend_options
+
         params = {k: v for k, v in self.params.to_dict().items() if k not in ("seed", "num_images", "model")}
         out: dict[str, Any] = {
             "name": self.name,
@@ -74,8 +92,9 @@ class StudySpec:
             "seeds": list(self.seeds),
             "batch": self.batch,
             "threads": self.threads,
-            "sd_extras": self.sd_extras if self.backend != "local" else None,
+            "sd_extras": self.sd_extras if "sd_extras" in (backend_options(self.backend) or ()) else None,
             "portable": True if self.portable else None,  # absent when off, as in folders made before it existed
+            "backend_options": dict(self.backend_options) or None,
         }
         return {k: v for k, v in out.items() if v is not None and v != ""}
 
@@ -111,14 +130,35 @@ def parse_study_spec(source: str | Mapping[str, Any]) -> StudySpec:
     if not isinstance(name, str) or not _NAME.match(name):
         raise _fail("name", name, "is required: letters, digits, '.', '_' or '-' (a folder name)")
 
+    from sdkit.backends.registry import backend_options as options_of
+
     backend = data.get("backend", "local")
-    if backend not in BACKENDS:
-        raise _fail("backend", backend, f"must be one of {', '.join(BACKENDS)}")
+    if not isinstance(backend, str):
+        raise _fail("backend", backend, "must be a backend kind such as local, chat or images")
+    accepted = options_of(backend)  # refuses an unknown kind, naming the known ones
+    extra = dict(_mapping("backend_options", data.get("backend_options") or {}))
+    for key in extra:
+        if key in _TOP_KEYS:
+            raise _fail(f"backend_options.{key}", extra[key], f"set it with the top-level '{key}' key")
+    given = {k: data[k] for k in ("base_url", "sd_extras", "threads", "portable") if data.get(k) not in (None, False)}
+    for key, value in {**given, **extra}.items():
+        if accepted is not None and key not in accepted:
+            where = key if key in given else f"backend_options.{key}"
+            hint = did_you_mean(str(key), accepted) if key in extra else ""
+            raise _fail(
+                where,
+                value,
+                f"is not an option of backend {backend!r}; {hint or 'its options: ' + ', '.join(accepted)}",
+            )
     base_url = data.get("base_url")
-    if backend == "local" and base_url is not None:
-        raise _fail("base_url", base_url, "only applies to the chat and images backends")
-    if backend != "local" and not (isinstance(base_url, str) and base_url.startswith(("http://", "https://"))):
-        raise _fail("base_url", base_url, f"an http(s) URL is required with backend {backend}")
+    if (
+        accepted is not None
+        and "base_url" in accepted
+        and not (isinstance(base_url, str) and base_url.startswith(("http://", "https://")))
+    ):
+        raise _fail(
+            "base_url", base_url, f"an http(s) URL is required with backend {backend} (a study records where it ran)"
+        )
 
     params_in = dict(_mapping("params", data.get("params", {})))
     for key in ("seed", "num_images", "model"):
@@ -164,8 +204,6 @@ def parse_study_spec(source: str | Mapping[str, Any]) -> StudySpec:
     sd_extras = data.get("sd_extras", False)
     if not isinstance(sd_extras, bool):
         raise _fail("sd_extras", sd_extras, "must be true or false")
-    if sd_extras and backend == "local":
-        raise _fail("sd_extras", sd_extras, "only applies to the chat and images backends")
     description = data.get("description", "")
     if not isinstance(description, str):
         raise _fail("description", description, "must be text")
@@ -182,6 +220,7 @@ def parse_study_spec(source: str | Mapping[str, Any]) -> StudySpec:
         threads=threads,
         sd_extras=sd_extras,
         portable=portable,
+        backend_options=extra,
     )
 
 
@@ -191,7 +230,11 @@ def _check_cpu(backend: str, threads: object, portable: object) -> None:
         raise _fail("threads", threads, 'must be "auto" or a positive integer')
     if not isinstance(portable, bool):
         raise _fail("portable", portable, "must be true or false")
-    if portable and backend != "local":
-        raise _fail("portable", portable, "only applies to the local backend")
+    from sdkit.backends.registry import backend_options
+
+    for key, value in (("threads", threads), ("portable", portable)):
+        accepted = backend_options(backend)
+        if value not in (None, False) and accepted is not None and key not in accepted:
+            raise _fail(key, value, f"is not an option of backend {backend!r}")
     if portable and threads not in (None, "auto", 1):
         raise _fail("threads", threads, "portable mode runs on one thread; leave threads out or set it to 1")
