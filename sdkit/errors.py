@@ -6,6 +6,7 @@
     ├── ModelError                          a model could not be built, found or loaded
     │   └── InvalidModelError (also ValidationError)   a model name or path that cannot be one: refused before loading
     ├── GenerationError                     a pipeline call failed (e.g. out of GPU memory)
+    ├── OutputError                         a file of a run could not be written (what was written stays)
     └── APIError                            talking to a Stable Diffusion API went wrong
         ├── APIConnectionError              could not connect, or the connection dropped
         │   └── APITimeoutError             no reply in time
@@ -46,6 +47,7 @@ __all__ = [
     "MissingDependencyError",
     "ModelError",
     "NotFoundError",
+    "OutputError",
     "PermissionDeniedError",
     "RateLimitError",
     "ReplyError",
@@ -93,6 +95,11 @@ class InvalidModelError(ModelError, ValidationError):
 
 class GenerationError(SdkitError):
     """A pipeline call failed while generating (out of memory, a backend fault)."""
+
+
+class OutputError(SdkitError):
+    """A file of a run could not be written (no permission, disk full, read-only folder). What was
+    written before stays; running again resumes."""
 
 
 class APIError(SdkitError):

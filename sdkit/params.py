@@ -138,7 +138,7 @@ class GenerationParams:
             object.__setattr__(self, "scheduler", canonical_scheduler(self.scheduler))
         _check_int("num_images", self.num_images, 1, MAX_IMAGES)
         if not isinstance(self.model, str) or not self.model.strip():
-            raise ValidationError("model", self.model, "must be a model id, a folder or 'tiny'")
+            raise ValidationError("model", self.model, f"must be a model id, a folder or {DEFAULT_MODEL!r}")
 
     @property
     def seeds(self) -> tuple[int, ...]:

@@ -11,7 +11,7 @@ import warnings
 from collections.abc import Sequence
 
 from sdkit.errors import SdkitError, ValidationError
-from sdkit.params import GenerationParams
+from sdkit.params import DEFAULT_MODEL, GenerationParams
 
 __all__ = ["main"]
 
@@ -39,7 +39,7 @@ def _add_generation_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--model",
-        default="tiny",
+        default=DEFAULT_MODEL,
         metavar="ID|PATH|tiny",
         help="diffusers model id, local folder, or an embedded model (tiny, tiny-random, tiny-sdxl)",
     )
@@ -171,7 +171,10 @@ def _add_serve_parser(sub) -> None:
     )
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     serve.add_argument(
-        "--model", default="tiny", metavar="ID|PATH|tiny", help="diffusers model id, local folder, or tiny (default)"
+        "--model",
+        default=DEFAULT_MODEL,
+        metavar="ID|PATH|tiny",
+        help="diffusers model id, local folder, or tiny (default)",
     )
     serve.add_argument(
         "--api-key",
@@ -460,7 +463,7 @@ def _add_sweep_parser(sub) -> None:
     sw.add_argument("--cfg", type=float, default=7.5, metavar="F", help="guidance scale (default 7.5)")
     sw.add_argument("--size", default=None, metavar="WxH", help="image size (default: the model's native size)")
     sw.add_argument("--scheduler", default=None, metavar="NAME", help="A1111 sampler name or diffusers class name")
-    sw.add_argument("--model", default="tiny", metavar="ID|PATH|tiny", help="model (default: the embedded tiny)")
+    sw.add_argument("--model", default=DEFAULT_MODEL, metavar="ID|PATH|tiny", help="model (default: the embedded tiny)")
     prompts = sw.add_mutually_exclusive_group()
     prompts.add_argument("--matrix", action="store_true", help="PROMPT is a prompt matrix base|a|b (first free axis)")
     prompts.add_argument(

@@ -18,7 +18,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sdkit.errors import SdkitError
+from sdkit.errors import OutputError
 from sdkit.metadata.infotext import format_infotext, parse_infotext
 
 if TYPE_CHECKING:
@@ -27,11 +27,6 @@ if TYPE_CHECKING:
     from sdkit.result import GenerationResult
 
 __all__ = ["atomic_write_bytes", "read_png_metadata", "record_infotext", "save_result", "write_png"]
-
-
-class OutputError(SdkitError):
-    """A file of a run could not be written (no permission, disk full, read-only folder). What was
-    written before stays; running again resumes."""
 
 
 @contextmanager
@@ -203,21 +198,15 @@ def save_result(result: GenerationResult, folder: str | os.PathLike) -> list[Pat
 
 
 def read_png_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """The parameters stored in an image file.
+    """What :func:`~sdkit.read_image_metadata` reads, as a plain dict: ``text`` (all text chunks),
+    ``parameters`` (A1111 infotext parsed, when present) and ``sdkit`` (sdkit's record, when present;
+    None when it is not valid JSON)."""
+    from sdkit.metadata.imagemeta import read_image_metadata
 
-    Returns a dict with ``text`` (all text chunks), ``parameters`` (A1111 infotext parsed,
-    when present) and ``sdkit`` (sdkit's record, when present).
-    """
-    from PIL import Image
-
-    with Image.open(path) as im:
-        text = {k: v for k, v in im.info.items() if isinstance(v, str)}
-    out: dict[str, Any] = {"text": text}
-    if INFOTEXT_KEY in text:
-        out["parameters"] = parse_infotext(text[INFOTEXT_KEY])
-    if RECORD_KEY in text:
-        try:
-            out["sdkit"] = json.loads(text[RECORD_KEY])
-        except json.JSONDecodeError:
-            out["sdkit"] = None
+    meta = read_image_metadata(path)
+    out: dict[str, Any] = {"text": dict(meta.raw)}
+    if INFOTEXT_KEY in meta.raw:
+        out["parameters"] = parse_infotext(meta.raw[INFOTEXT_KEY])
+    if RECORD_KEY in meta.raw:
+        out["sdkit"] = dict(meta.record) if meta.record is not None else None
     return out

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from sdkit.errors import ValidationError
-from sdkit.params import MAX_SEED, GenerationParams
+from sdkit.params import DEFAULT_MODEL, MAX_SEED, GenerationParams
 from sdkit.suggestions import did_you_mean
 
 __all__ = ["StudySpec", "parse_study_spec"]
@@ -165,7 +165,7 @@ def parse_study_spec(source: str | Mapping[str, Any]) -> StudySpec:
         if key in params_in:
             where = {"seed": "seeds", "num_images": "seeds", "model": "model"}[key]
             raise _fail(f"params.{key}", params_in[key], f"set it with the top-level '{where}' key")
-    model = data.get("model", "tiny")
+    model = data.get("model", DEFAULT_MODEL)
     try:
         params = GenerationParams.from_dict({**params_in, "model": model, "seed": 0})
     except ValidationError as exc:
