@@ -304,9 +304,7 @@ def _error_html(exc: BaseException) -> str:
 
 
 def _backend_code(backend: Backend) -> str:
-    if backend.name == "local":
-        return "sdkit.LocalBackend()"
-    return f"sdkit.create_backend({backend.name!r})  # with the options you built it with; a key from SDKIT_API_KEY"
+    return f"sdkit.create_backend({backend.name!r})"  # base URL and key, for an API, from SDKIT_BASE_URL/SDKIT_API_KEY
 
 
 NO_AXIS = "(none)"
