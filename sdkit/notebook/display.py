@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from sdkit.errors import ValidationError
+from sdkit.metadata.pngfile import data_uri
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -19,9 +18,8 @@ __all__ = ["image_data_uri", "images_html", "result_html"]
 
 
 def image_data_uri(image: Image) -> str:
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    """A PNG data URI of ``image`` (see :func:`sdkit.metadata.pngfile.data_uri`)."""
+    return data_uri(image)
 
 
 def images_html(items: Sequence[tuple[Image, str]], *, max_side: int = 256) -> str:

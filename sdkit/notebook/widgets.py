@@ -6,7 +6,6 @@ can be driven and tested without a browser; the buttons only call those methods.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from sdkit.backends.base import capabilities
 from sdkit.backends.local.schedulers import A1111_SCHEDULERS
 from sdkit.errors import MissingDependencyError, SdkitError, ValidationError
+from sdkit.metadata.pngfile import png_bytes
 from sdkit.params import MAX_SEED, GenerationParams
 
 if TYPE_CHECKING:
@@ -35,12 +35,6 @@ def _widgets():
     except ImportError:  # pragma: no cover - depends on the install
         raise MissingDependencyError("ipywidgets", "notebooks") from None
     return ipywidgets
-
-
-def png_bytes(image: Any) -> bytes:
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def python_call(params: GenerationParams, backend_code: str = "sdkit.LocalBackend()") -> str:

@@ -3,11 +3,12 @@ environment) that opens from disk or travels as a single file. Pure: data in, te
 
 from __future__ import annotations
 
-import base64
 import html
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from sdkit.metadata.pngfile import data_uri
 
 __all__ = ["render_report"]
 
@@ -22,7 +23,7 @@ img.grid{max-width:100%;image-rendering:pixelated} .muted{color:#777} code{font-
 
 
 def _uri(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+    return data_uri(png)
 
 
 def _e(value: Any) -> str:
