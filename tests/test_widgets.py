@@ -413,3 +413,14 @@ def test_result_html_shows_the_image_size_when_the_params_leave_it_to_the_model(
     )
     text = result_html(result)
     assert "96×64" in text and "None" not in text and "model default" in text
+
+
+def test_panels_take_a_backend_kind_by_name_through_the_registry():
+    import sdkit
+    from sdkit.notebook.widgets import SweepPanel
+
+    lab = PromptLab({"local": "local"})
+    assert isinstance(lab.backends["local"], sdkit.LocalBackend)
+    assert isinstance(SweepPanel("local").backend_, sdkit.LocalBackend)
+    with pytest.raises(sdkit.ValidationError, match="did you mean 'local'"):
+        PromptLab("locl")

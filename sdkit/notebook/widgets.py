@@ -15,7 +15,7 @@ from sdkit.backends.base import capabilities
 from sdkit.backends.local.schedulers import A1111_SCHEDULERS
 from sdkit.errors import MissingDependencyError, SdkitError, ValidationError
 from sdkit.metadata.pngfile import png_bytes
-from sdkit.params import MAX_SEED, GenerationParams
+from sdkit.params import DEFAULT_MODEL, MAX_SEED, GenerationParams
 
 if TYPE_CHECKING:
     from sdkit.backends.base import Backend
@@ -80,19 +80,21 @@ class PromptLab:
 
     def __init__(
         self,
-        backend: Backend | Mapping[str, Backend],
+        backend: Backend | str | Mapping[str, Backend | str],
         *,
-        models: Sequence[str] = ("tiny",),
+        models: Sequence[str] = (DEFAULT_MODEL,),
         params: GenerationParams | None = None,
         history_size: int = 12,
         backend_code: Mapping[str, str] | None = None,
     ) -> None:
         w = _widgets()
-        self.backends: dict[str, Backend] = dict(backend) if isinstance(backend, Mapping) else {_name(backend): backend}
+        if isinstance(backend, Mapping):
+            self.backends = {key: _as_backend(f"backend[{key!r}]", value) for key, value in backend.items()}
+        else:
+            one = _as_backend("backend", backend)
+            self.backends = {_name(one): one}
         if not self.backends:
             raise ValidationError("backend", backend, "needs at least one backend")
-        for key, value in self.backends.items():
-            _check_backend(f"backend[{key!r}]" if isinstance(backend, Mapping) else "backend", value)
         models = (models,) if isinstance(models, str) else tuple(models)
         if not models or not all(isinstance(m, str) and m.strip() for m in models):
             raise ValidationError("models", models, "needs at least one model name, e.g. ('tiny',)")
@@ -278,9 +280,21 @@ def _name(backend: Any) -> str:
     return name
 
 
+def _as_backend(field: str, backend: Any) -> Backend:
+    """A backend, or a kind's name built through the registry with its defaults (``"local"``)."""
+    if isinstance(backend, str):
+        from sdkit.backends.registry import create_backend
+
+        return create_backend(backend)
+    _check_backend(field, backend)
+    return backend
+
+
 def _check_backend(field: str, backend: Any) -> None:
     if not (isinstance(getattr(backend, "name", None), str) and callable(getattr(backend, "generate", None))):
-        raise ValidationError(field, backend, "must be a backend such as sdkit.LocalBackend(), or a dict of them")
+        raise ValidationError(
+            field, backend, "must be a backend (e.g. sdkit.LocalBackend()), a kind such as 'local', or a dict of them"
+        )
 
 
 def _size_options(*extra: int | None) -> list[tuple[str, int]]:
@@ -313,12 +327,12 @@ class SweepPanel:
     """
 
     def __init__(
-        self, backend: Backend, *, params: GenerationParams | None = None, out: str | Path | None = None
+        self, backend: Backend | str, *, params: GenerationParams | None = None, out: str | Path | None = None
     ) -> None:
         from sdkit.sweeps.axis import AXIS_PARAMS
 
         w = _widgets()
-        _check_backend("backend", backend)
+        backend = _as_backend("backend", backend)
         if params is not None and not isinstance(params, GenerationParams):
             raise ValidationError("params", params, "must be a GenerationParams")
         if out is not None and not isinstance(out, (str, Path)):
