@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from urllib.parse import urlsplit, urlunsplit
 
 __all__ = ["MASK", "MIN_SCRUB_LENGTH", "Secret", "public_url", "scrub"]
 
@@ -89,8 +90,6 @@ def scrub(text: str, *secrets: Secret | str | None, patterns: bool = True) -> st
 
 def public_url(url: str) -> str:
     """``url`` without user info, query or fragment (where credentials could hide)."""
-    from urllib.parse import urlsplit, urlunsplit
-
     parts = urlsplit(url)
     host = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
     return urlunsplit((parts.scheme, host, parts.path, "", ""))

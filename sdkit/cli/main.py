@@ -3,15 +3,31 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
 import tempfile
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 
+from sdkit import __version__
+from sdkit.backends.base import check
+from sdkit.backends.registry import backend_kinds, backend_options, create_backend
+from sdkit.backends.relay.apirequest import DEFAULT_API_MODEL, ChatRequest, ImagesRequest, SDExtras
+from sdkit.backends.relay.credentials import resolve_api_key, resolve_base_url
+from sdkit.backends.relay.snippet import export_request
 from sdkit.errors import SdkitError, ValidationError
-from sdkit.params import DEFAULT_MODEL, GenerationParams
+from sdkit.metadata.imagemeta import read_image_metadata
+from sdkit.metadata.pngfile import save_result
+from sdkit.params import DEFAULT_MODEL, GenerationParams, parse_size
+from sdkit.server.app import exposure_warning, keys_from_env, run_server
+from sdkit.studies.spec import parse_study_spec
+from sdkit.studies.study import run_study, study_sweep, verify_study, write_report
+from sdkit.sweeps.axis import prompt_axis
+from sdkit.sweeps.runner import resume_seed, run_sweep
+from sdkit.sweeps.sweep import Sweep, parse_seeds
 
 __all__ = ["main"]
 
@@ -77,8 +93,6 @@ def _add_cpu_args(p: argparse.ArgumentParser) -> None:
 def _backend_from_args(args: argparse.Namespace, params: list[GenerationParams], *, progress: bool):
     """The backend ``--backend KIND`` names, built through the registry with the options the command line
     gave (flags and ``--backend-option KEY=VALUE``); it checks ``params`` before any work when it can."""
-    from sdkit.backends.base import check
-    from sdkit.backends.registry import backend_options, create_backend
 
     flags = {
         "device": args.device,
@@ -114,8 +128,6 @@ def _backend_option(text: str) -> tuple[str, object]:
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    from sdkit import __version__
-
     parser = argparse.ArgumentParser(
         prog="sdkit",
         description="Stable Diffusion prompt work: generate images locally, read their parameters back.",
@@ -220,8 +232,6 @@ def _add_serve_parser(sub) -> None:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from sdkit.server.app import exposure_warning, keys_from_env, run_server
-
     keys = (*keys_from_env(), *args.api_key, *_keys_from_file(args.api_key_file))
     if (message := exposure_warning(args.host, keys)) is not None:
         print(f"sdkit: warning: {message}", file=sys.stderr)
@@ -247,8 +257,6 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 def _keys_from_file(path: str | None) -> tuple[str, ...]:
     """The keys in a file, one per line (blank lines and ``#`` comments skipped)."""
-    from pathlib import Path
-
     if path is None:
         return ()
     try:
@@ -262,8 +270,6 @@ def _keys_from_file(path: str | None) -> tuple[str, ...]:
 
 
 def _params_from_args(args: argparse.Namespace):
-    from sdkit.params import GenerationParams, parse_size
-
     width = height = None
     if args.size:
         width, height = parse_size(args.size)
@@ -294,8 +300,6 @@ def _check_out(folder: str) -> None:
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    from sdkit.metadata.pngfile import save_result
-
     params = _params_from_args(args)
     backend = _backend_from_args(args, [params], progress=not args.no_progress)
     _check_out(args.out)
@@ -306,10 +310,6 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    import dataclasses
-
-    from sdkit.metadata.imagemeta import read_image_metadata
-
     if os.path.isdir(args.image):
         raise ValidationError("image", args.image, "is a folder; give an image file (PNG, JPEG or WebP)")
     if not os.path.isfile(args.image):
@@ -350,8 +350,6 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _add_remote_args(p: argparse.ArgumentParser) -> None:
-    from sdkit.backends.registry import backend_kinds
-
     remote = p.add_argument_group(
         "Backends",
         "Generate locally (default) or through an API. An API key is read from SDKIT_API_KEY "
@@ -383,8 +381,6 @@ def _add_remote_args(p: argparse.ArgumentParser) -> None:
 
 
 def _add_request_parser(sub) -> None:
-    from sdkit.backends.relay.apirequest import DEFAULT_API_MODEL
-
     req = sub.add_parser(
         "request",
         help="print an API request as a ready-to-run snippet (curl, Python, JavaScript)",
@@ -413,9 +409,6 @@ def _add_request_parser(sub) -> None:
 
 
 def _cmd_request(args: argparse.Namespace) -> int:
-    from sdkit.backends.relay.apirequest import ChatRequest, ImagesRequest, SDExtras
-    from sdkit.backends.relay.credentials import resolve_api_key, resolve_base_url
-    from sdkit.backends.relay.snippet import export_request
 
     given = (args.seed, args.negative_prompt, args.steps, args.cfg)
     extras = None
@@ -489,8 +482,6 @@ def _add_sweep_parser(sub) -> None:
 
 
 def _sweep_from_args(args: argparse.Namespace):
-    from sdkit.sweeps.axis import prompt_axis
-    from sdkit.sweeps.sweep import Sweep, parse_seeds
 
     axes = {"x": args.x, "y": args.y, "z": args.z}
     prompt = args.prompt
@@ -507,8 +498,6 @@ def _sweep_from_args(args: argparse.Namespace):
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from sdkit.sweeps.runner import resume_seed, run_sweep
-
     sweep = _sweep_from_args(args)
     backend = _backend_from_args(args, [c.params for c in sweep.cells()], progress=False)
     _check_out(args.out)
@@ -570,8 +559,6 @@ def _add_study_parser(sub) -> None:
 
 
 def _cmd_study_run(args: argparse.Namespace) -> int:
-    from sdkit.studies.spec import parse_study_spec
-    from sdkit.studies.study import run_study, study_sweep
 
     if not os.path.isfile(args.spec):
         raise ValidationError("spec", args.spec, "no such file")
@@ -593,16 +580,12 @@ def _cmd_study_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_study_verify(args: argparse.Namespace) -> int:
-    from sdkit.studies.study import verify_study
-
     result = verify_study(args.folder, progress=not args.no_progress)
     print(result.summary())
     return 0 if result.ok else 1
 
 
 def _cmd_study_report(args: argparse.Namespace) -> int:
-    from sdkit.studies.study import write_report
-
     print(write_report(args.folder))
     return 0
 

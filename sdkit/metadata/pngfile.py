@@ -7,6 +7,8 @@ run never leaves half a PNG. Files get the mode an ordinary ``open()`` would giv
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import os
 import re
@@ -18,7 +20,9 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sdkit import __version__
 from sdkit.errors import OutputError
+from sdkit.metadata.imagemeta import read_image_metadata
 from sdkit.metadata.infotext import format_infotext, parse_infotext
 
 if TYPE_CHECKING:
@@ -48,8 +52,6 @@ INFOTEXT_KEY = "parameters"
 
 def record_infotext(record: Mapping[str, Any]) -> str:
     """A1111 infotext for one image's sdkit record."""
-    from sdkit import __version__
-
     p = record["params"]
     size = f"{p['width']}x{p['height']}" if p.get("width") and p.get("height") else None
     model = record.get("model")
@@ -157,8 +159,6 @@ def _write_numbered(folder: Path, number: int, stem: str, data: bytes) -> tuple[
 def png_bytes(image: Image, record: Mapping[str, Any] | None = None, *, compress_level: int = 6) -> bytes:
     """PNG bytes of ``image``; with a ``record``, carrying ``parameters`` (A1111) and ``sdkit`` (JSON) text
     chunks. ``compress_level`` 1 encodes previews ~5x faster, a little larger."""
-    import io
-
     from PIL.PngImagePlugin import PngInfo
 
     info = PngInfo()
@@ -172,8 +172,6 @@ def png_bytes(image: Image, record: Mapping[str, Any] | None = None, *, compress
 
 def data_uri(image: Image | bytes) -> str:
     """A ``data:image/png;base64,…`` URI of an image (or of PNG bytes), for HTML and chat replies."""
-    import base64
-
     png = image if isinstance(image, bytes) else png_bytes(image)
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
@@ -211,8 +209,6 @@ def read_png_metadata(path: str | os.PathLike) -> dict[str, Any]:
     """What :func:`~sdkit.read_image_metadata` reads, as a plain dict: ``text`` (all text chunks),
     ``parameters`` (A1111 infotext parsed, when present) and ``sdkit`` (sdkit's record, when present;
     None when it is not valid JSON)."""
-    from sdkit.metadata.imagemeta import read_image_metadata
-
     meta = read_image_metadata(path)
     out: dict[str, Any] = {"text": dict(meta.raw)}
     if INFOTEXT_KEY in meta.raw:

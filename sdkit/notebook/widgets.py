@@ -6,6 +6,7 @@ can be driven and tested without a browser; the buttons only call those methods.
 
 from __future__ import annotations
 
+import html
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,10 @@ from sdkit.backends.local.schedulers import A1111_SCHEDULERS
 from sdkit.errors import MissingDependencyError, SdkitError, ValidationError
 from sdkit.metadata.pngfile import png_bytes
 from sdkit.params import DEFAULT_MODEL, MAX_SEED, GenerationParams
+from sdkit.sweeps.axis import AXIS_PARAMS
+from sdkit.sweeps.grid import MIN_TILE
+from sdkit.sweeps.runner import SweepResult, run_sweep
+from sdkit.sweeps.sweep import Sweep, parse_seeds
 
 if TYPE_CHECKING:
     from sdkit.backends.base import Backend
@@ -305,8 +310,6 @@ def _size_options(*extra: int | None) -> list[tuple[str, int]]:
 
 def _error_html(exc: BaseException) -> str:
     """An error as a red line: sdkit's own errors already name the field and value; others get their type."""
-    import html
-
     text = str(exc) if isinstance(exc, SdkitError) else f"{type(exc).__name__}: {' '.join(str(exc).split())}"
     return f'<span style="color:#b00">{html.escape(text)}</span>'
 
@@ -329,8 +332,6 @@ class SweepPanel:
     def __init__(
         self, backend: Backend | str, *, params: GenerationParams | None = None, out: str | Path | None = None
     ) -> None:
-        from sdkit.sweeps.axis import AXIS_PARAMS
-
         w = _widgets()
         backend = _as_backend("backend", backend)
         if params is not None and not isinstance(params, GenerationParams):
@@ -415,8 +416,6 @@ class SweepPanel:
 
     def sweep(self) -> Sweep:
         """The sweep the controls describe (validated: raises ValidationError)."""
-        from sdkit.sweeps.sweep import Sweep, parse_seeds
-
         base = GenerationParams(
             prompt=self.prompt.value,
             negative_prompt=self.negative_prompt.value,
@@ -438,8 +437,6 @@ class SweepPanel:
 
     def update_count(self) -> int | None:
         """Show how many images the sweep will make (or why it cannot run); returns the count."""
-        import html
-
         try:
             sweep = self.sweep()
         except ValidationError as exc:
@@ -453,8 +450,6 @@ class SweepPanel:
 
     def run(self) -> SweepResult | None:
         """Run the sweep with progress, then show its grid and a viewer of its images."""
-        from sdkit.sweeps.runner import run_sweep
-
         try:
             sweep = self.sweep()
         except ValidationError:
@@ -519,8 +514,6 @@ GRID_CELL_PX = 128
 def grid_scale(result: SweepResult, page: Any) -> int:
     """The whole factor that shows ``page`` (a grid of ``result``) with cells of about
     :data:`GRID_CELL_PX` pixels: 1 when its cells are already that big."""
-    from sdkit.sweeps.grid import MIN_TILE
-
     sides = [min(c.image.size) for c in result.cells if c.image is not None]
     if not sides:
         return 1
@@ -536,8 +529,6 @@ class GridViewer:
     what a click does."""
 
     def __init__(self, result: SweepResult, *, thumb: int = 128, large: int = 256) -> None:
-        from sdkit.sweeps.runner import SweepResult
-
         w = _widgets()
         if not isinstance(result, SweepResult):
             raise ValidationError("result", result, "must be a SweepResult (from run_sweep or Sweep.run)")
@@ -571,8 +562,6 @@ class GridViewer:
 
     def show_page(self) -> None:
         """Lay out page ``self.page.value``: X labels on top, Y labels on the left, a tile per image."""
-        import html
-
         w = _widgets()
         sweep = self.result.sweep
         _, ny, nx, ns = sweep.shape
@@ -643,8 +632,6 @@ class GridViewer:
 
     def select(self, index: int) -> None:
         """Show cell ``index`` (its place in ``result.cells``) large, with its label and parameters."""
-        import html
-
         if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(self.result.cells):
             raise ValidationError("index", index, f"must be a cell index from 0 to {len(self.result.cells) - 1}")
         outcome = self.result.cells[index]

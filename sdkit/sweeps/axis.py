@@ -17,6 +17,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from io import StringIO
+from pathlib import Path
 from typing import Any
 
 from sdkit.backends.local.schedulers import canonical_scheduler
@@ -334,7 +335,6 @@ def dynamic_prompts(
         from sdkit.errors import MissingDependencyError
 
         raise MissingDependencyError("dynamicprompts", "all") from None
-    from pathlib import Path
 
     manager = WildcardManager(Path(wildcards)) if wildcards else WildcardManager()
     try:

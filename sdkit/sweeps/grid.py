@@ -9,6 +9,7 @@ figure for notebooks.
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -321,7 +322,6 @@ def grid_figure(result: SweepResult, *, z: int = 0, tile_inches: float = 1.6):
         from sdkit.errors import MissingDependencyError
 
         raise MissingDependencyError("matplotlib", "notebook") from None
-    import textwrap
 
     sweep = result.sweep
     nz = sweep.shape[0]

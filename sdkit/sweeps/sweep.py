@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from sdkit.errors import ValidationError
 from sdkit.params import MAX_SEED, GenerationParams
-from sdkit.sweeps.axis import Axis, parse_axis
+from sdkit.sweeps.axis import Axis, parse_axis, parse_values
+from sdkit.sweeps.runner import run_sweep
 
 if TYPE_CHECKING:
     from sdkit.backends.base import Backend
@@ -174,8 +175,6 @@ class Sweep:
 
     def run(self, backend: Backend, out: Any = None, *, progress: bool = True) -> SweepResult:
         """Run on ``backend``; see :func:`sdkit.sweeps.runner.run_sweep`."""
-        from sdkit.sweeps.runner import run_sweep
-
         return run_sweep(self, backend, out, progress=progress)
 
     def to_dict(self) -> dict[str, Any]:
@@ -206,8 +205,6 @@ class Sweep:
 
 def parse_seeds(text: str) -> int | tuple[int, ...]:
     """``"4"`` → 4 images per cell; ``"1,2,3"`` or ``"1-3"`` → those seeds (A1111 range syntax)."""
-    from sdkit.sweeps.axis import parse_values
-
     text = text.strip()
     if text.isdigit():
         return int(text)

@@ -5,6 +5,7 @@ Pure tables and lookups; only :func:`make_scheduler` imports diffusers.
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from typing import Any
 
@@ -109,8 +110,6 @@ def a1111_name(class_name: str, config: dict[str, Any] | None = None) -> str:
 
 def make_scheduler(name: str, base_config: dict[str, Any]):
     """Build a diffusers scheduler named ``name`` from a pipeline's scheduler config."""
-    import importlib.util
-
     import diffusers
 
     cls_name, extra = scheduler_spec(name)

@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from sdkit.backends.local.embedded import is_embedded
 from sdkit.errors import ValidationError
 from sdkit.secret import Secret
 
@@ -107,8 +108,6 @@ def _check_size(name: str, value: object) -> None:
 def api_model(params: GenerationParams, default: str = DEFAULT_API_MODEL) -> str:
     """The model name to send for ``params``: ``params.model``, unless it names an embedded local
     model (the default ``tiny``), which no API serves; then ``default``."""
-    from sdkit.backends.local.embedded import is_embedded
-
     return default if is_embedded(params.model) else params.model
 
 

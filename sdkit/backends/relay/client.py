@@ -15,6 +15,7 @@ decodes them. Whatever comes back from a reply (request id, text, raw reply) has
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -656,8 +657,6 @@ class AsyncClient(_Base):
         self, method: str, url: str, headers: Mapping[str, str], content: bytes | None, budget: _Budget
     ):
         """One try within ``budget`` (the whole of it under one wall-clock limit)."""
-        import asyncio
-
         import httpx
 
         try:
@@ -672,8 +671,6 @@ class AsyncClient(_Base):
             raise APIConnectionError(scrub(f"{method} {url}: {type(exc).__name__}: {exc}", self._api_key)) from None
 
     async def _send(self, method: str, url: str, headers: Mapping[str, str], content: bytes | None, budget: _Budget):
-        import asyncio
-
         import httpx
 
         attempts = 0
@@ -698,8 +695,6 @@ class AsyncClient(_Base):
             await asyncio.sleep(wait)
 
     async def send(self, request: ChatRequest | ImagesRequest, *, images: bool = True) -> APIReply:
-        import asyncio
-
         url, headers, content = self._prepare(request)
         start = time.perf_counter()
         budget = self._reply_budget(request)

@@ -8,6 +8,7 @@ that accepts input. The key is wrapped in :class:`~sdkit.secret.Secret` at once.
 
 from __future__ import annotations
 
+import getpass
 import os
 import sys
 from collections.abc import Mapping
@@ -52,7 +53,6 @@ def _notebook_prompt() -> str | None:
     """Ask for the key with a hidden prompt, only in a notebook kernel that accepts input."""
     if not _in_notebook():
         return None
-    import getpass
 
     try:
         value = getpass.getpass(f"API key (or set {KEY_VARS[0]}): ")

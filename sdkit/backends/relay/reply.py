@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
 import itertools
 import json
 import re
@@ -445,8 +446,6 @@ def _bomb(exc: Exception, where: str, max_pixels: int) -> ReplyTooLargeError:
 
 def _open(data: bytes, where: str, max_pixels: int):
     """The image opened lazily (header read, pixels not decoded); PIL's errors as ReplyError."""
-    import io
-
     from PIL import Image, UnidentifiedImageError
 
     try:
