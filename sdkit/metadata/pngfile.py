@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     from sdkit.result import GenerationResult
 
-__all__ = ["atomic_write_bytes", "read_png_metadata", "record_infotext", "save_result", "write_png"]
+__all__ = ["atomic_write_bytes", "png_data_uri", "read_png_metadata", "record_infotext", "save_result", "write_png"]
 
 
 class OutputError(SdkitError):
@@ -171,6 +171,13 @@ def png_bytes(image: Image, record: Mapping[str, Any]) -> bytes:
     buf = io.BytesIO()
     image.save(buf, format="PNG", pnginfo=info)
     return buf.getvalue()
+
+
+def png_data_uri(png: bytes) -> str:
+    """``data:image/png;base64,…``: PNG bytes as a data URI (for HTML pages and chat replies)."""
+    import base64
+
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
 def write_png(path: str | os.PathLike, image: Image, record: Mapping[str, Any]) -> Path:
