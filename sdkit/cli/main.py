@@ -190,7 +190,8 @@ def _add_serve_parser(sub) -> None:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from sdkit.server.app import exposure_warning, keys_from_env, run_server
+    from sdkit.server.auth import exposure_warning, keys_from_env
+    from sdkit.server.serve import run_server
 
     keys = (*keys_from_env(), *args.api_key, *_keys_from_file(args.api_key_file))
     if (message := exposure_warning(args.host, keys)) is not None:

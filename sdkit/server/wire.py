@@ -1,6 +1,6 @@
 """The server's side of the wire: request bodies in, reply bodies out, as pure functions.
 
-``sdkit serve`` (:mod:`sdkit.server.app`) is a thin shell around these: it reads bytes, calls
+``sdkit serve`` (:mod:`sdkit.server.routes`) is a thin shell around these: it reads bytes, calls
 :func:`parse_chat_request` / :func:`parse_images_request`, queues the generation, and answers
 with :func:`chat_completion`, :func:`chat_chunks`, :func:`images_reply` or :func:`error_body`.
 
