@@ -106,9 +106,10 @@ _EXPORTS: dict[str, str] = {
     # sdkit.secret
     "Secret": "sdkit.secret",
     # sdkit.server.app
-    "BackgroundServer": "sdkit.server.app",
     "create_app": "sdkit.server.app",
-    "serve_in_background": "sdkit.server.app",
+    # sdkit.server.serve
+    "BackgroundServer": "sdkit.server.serve",
+    "serve_in_background": "sdkit.server.serve",
     # sdkit.studies.spec
     "StudySpec": "sdkit.studies.spec",
     "parse_study_spec": "sdkit.studies.spec",
@@ -297,7 +298,8 @@ if _typing.TYPE_CHECKING:  # for type checkers and editors: the same names, impo
     from sdkit.params import GenerationParams
     from sdkit.result import GeneratedImage, GenerationResult, Timings
     from sdkit.secret import Secret
-    from sdkit.server.app import BackgroundServer, create_app, serve_in_background
+    from sdkit.server.app import create_app
+    from sdkit.server.serve import BackgroundServer, serve_in_background
     from sdkit.studies.spec import StudySpec, parse_study_spec
     from sdkit.studies.study import StudyRun, Verification, run_study, verify_study, write_report
     from sdkit.sweeps.axis import Axis, parse_axis, prompt_axis

@@ -37,12 +37,13 @@ FIELD_ALIASES = {
 }
 
 
-def _is_int(value: object) -> bool:
+def is_int(value: object) -> bool:
+    """Whether ``value`` is an integer (``True`` and ``False`` are not)."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _check_int(field: str, value: object, lo: int, hi: int) -> None:
-    if not _is_int(value):
+    if not is_int(value):
         raise ValidationError(field, value, "must be an integer")
     if not lo <= value <= hi:
         raise ValidationError(field, value, f"must be between {lo} and {hi}")

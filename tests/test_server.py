@@ -19,7 +19,7 @@ from PIL import Image
 
 from sdkit import AuthenticationError, GenerationParams, ValidationError, serve_in_background
 from sdkit.metadata.pngfile import record_infotext
-from sdkit.server.app import authorized, exposure_warning, keys_from_env
+from sdkit.server.auth import authorized, exposure_warning, keys_from_env
 
 KEY = "sk-test-planted-3f9a1c"
 DATA_URI = re.compile(r"!\[image\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)")
@@ -529,3 +529,64 @@ def test_one_worker_per_device_and_concurrency_each():
     assert len({id(b) for b in backends}) == 4  # each worker its own pipeline
     with pytest.raises(ValidationError, match="concurrency"):
         create_app(object(), concurrency=2)
+
+
+class _Solid:
+    """A backend written against the contract alone: no capabilities (no load, no batching, no on_step)."""
+
+    name = "solid"
+
+    def identity(self):
+        return {"colour": "red"}
+
+    def generate(self, params):
+        from sdkit.result import GenerationResult
+
+        size = (params.width or 64, params.height or 64)
+        images = tuple(Image.new("RGB", size, "red") for _ in range(params.num_images))
+        seeds = tuple((params.seed or 0) + i for i in range(params.num_images))
+        return GenerationResult(params, images, seeds, model=params.model, backend=self.name)
+
+    def generate_many(self, params, *, on_result=None, return_errors=False):
+        results = []
+        for i, p in enumerate(params):
+            results.append(self.generate(p))
+            if on_result is not None:
+                on_result(i, results[-1])
+        return results
+
+
+def test_a_backend_with_only_the_contract_serves_chat_and_images():
+    with serve_in_background(_Solid(), model="tiny", api_keys=()) as srv, httpx.Client(base_url=srv.url) as c:
+        assert c.get("/health").json()["status"] == "ok"
+        reply = c.post("/v1/chat/completions", json=_chat(n=2, size="96x64"))
+        assert reply.status_code == 200, reply.text
+        contents = [choice["message"]["content"] for choice in reply.json()["choices"]]
+        images = [Image.open(io.BytesIO(png)) for content in contents for png in _pngs(content)]
+        assert len(images) == 2 and {im.size for im in images} == {(96, 64)}
+        assert images[0].getpixel((0, 0)) == (255, 0, 0)
+        reply = c.post("/v1/images/generations", json={"prompt": "x", "response_format": "b64_json"})
+        (item,) = reply.json()["data"]
+        assert Image.open(io.BytesIO(base64.b64decode(item["b64_json"]))).getpixel((0, 0)) == (255, 0, 0)
+
+
+def test_the_server_builds_its_backends_through_the_registry():
+    from sdkit import create_app, register_backend
+    from sdkit.server.app import SERVED_KIND
+
+    made = []
+
+    def factory(**options):
+        made.append(options)
+        backend = _Solid()
+        backend.name = SERVED_KIND
+        return backend
+
+    register_backend(SERVED_KIND, factory, replace=True)
+    try:
+        app = create_app(model="tiny", device="a, b", concurrency=2, threads=1)
+    finally:
+        register_backend(SERVED_KIND, "sdkit.backends.local:create", replace=True)
+    assert len(app.state.sdkit.queue.backends) == 4
+    assert [m["device"] for m in made] == ["a", "a", "b", "b"]
+    assert all(m["progress"] is False and m["threads"] == 1 for m in made)

@@ -297,7 +297,7 @@ def test_a_pipeline_call_stops_when_its_step_callback_raises(backend):
 
 
 def test_the_image_store_is_capped_in_bytes():
-    from sdkit.server.app import ImageStore
+    from sdkit.server.state import ImageStore
 
     store = ImageStore(max_items=100, max_bytes=4000)
     names = [store.put(bytes(1000)) for _ in range(10)]

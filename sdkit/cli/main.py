@@ -22,7 +22,8 @@ from sdkit.errors import SdkitError, ValidationError
 from sdkit.metadata.imagemeta import read_image_metadata
 from sdkit.metadata.pngfile import save_result
 from sdkit.params import DEFAULT_MODEL, GenerationParams, parse_size
-from sdkit.server.app import exposure_warning, keys_from_env, run_server
+from sdkit.server.auth import exposure_warning, keys_from_env
+from sdkit.server.serve import run_server
 from sdkit.studies.spec import parse_study_spec
 from sdkit.studies.study import run_study, study_sweep, verify_study, write_report
 from sdkit.sweeps.axis import prompt_axis

@@ -30,7 +30,15 @@ if TYPE_CHECKING:
 
     from sdkit.result import GenerationResult
 
-__all__ = ["atomic_write_bytes", "read_png_metadata", "record_infotext", "save_result", "write_png"]
+__all__ = [
+    "atomic_write_bytes",
+    "data_uri",
+    "png_bytes",
+    "read_png_metadata",
+    "record_infotext",
+    "save_result",
+    "write_png",
+]
 
 
 @contextmanager

@@ -1,0 +1,1 @@
+"""The OpenAI-style API server (``sdkit serve``); :mod:`sdkit.server.app` maps its modules."""

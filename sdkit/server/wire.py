@@ -1,6 +1,6 @@
 """The server's side of the wire: request bodies in, reply bodies out, as pure functions.
 
-``sdkit serve`` (:mod:`sdkit.server.app`) is a thin shell around these: it reads bytes, calls
+``sdkit serve`` (:mod:`sdkit.server.routes`) is a thin shell around these: it reads bytes, calls
 :func:`parse_chat_request` / :func:`parse_images_request`, queues the generation, and answers
 with :func:`chat_completion`, :func:`chat_chunks`, :func:`images_reply` or :func:`error_body`.
 
@@ -11,7 +11,6 @@ an unknown model → 404.
 
 from __future__ import annotations
 
-import base64
 import json
 import math
 import re
@@ -19,9 +18,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sdkit.backends.relay.apirequest import OPTIONAL_CHAT_FIELDS
+from sdkit.backends.relay.apirequest import OPTIONAL_CHAT_FIELDS, ROLES
 from sdkit.errors import InvalidRequestError, ValidationError
-from sdkit.params import GenerationParams, parse_size
+from sdkit.metadata.pngfile import data_uri
+from sdkit.params import GenerationParams, is_int, parse_size
 
 __all__ = [
     "CHAT_FIELDS",
@@ -59,7 +59,6 @@ SD_EXTRAS = (
     "batch_size",
     "scheduler",
 )
-ROLES = ("system", "user", "assistant", "tool", "function", "developer")
 MAX_BATCH_SIZE = 4
 #: JSON nesting deeper than this is refused before parsing (a request needs 4 levels).
 MAX_JSON_DEPTH = 32
@@ -225,10 +224,6 @@ def _json_type(value: object) -> str:
     return "an object"
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _number(data: Mapping[str, Any], field: str, lo: float, hi: float) -> None:
     value = data.get(field)
     if value is None:
@@ -243,7 +238,7 @@ def _integer(data: Mapping[str, Any], field: str, lo: int, hi: int | None = None
     value = data.get(field)
     if value is None:
         return None
-    if not _is_int(value):
+    if not is_int(value):
         raise _wrong_type(field, value, "an integer")
     if value < lo or (hi is not None and value > hi):
         bound = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
@@ -449,7 +444,7 @@ def parse_images_request(
 
 def image_markdown(png: bytes) -> str:
     """``![image](data:image/png;base64,…)``: how a chat reply carries an image."""
-    return f"![image](data:image/png;base64,{base64.b64encode(png).decode('ascii')})"
+    return f"![image]({data_uri(png)})"
 
 
 def _usage(prompt_tokens: int) -> dict[str, int]:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from sdkit.backends.local.embedded import is_embedded
 from sdkit.errors import ValidationError
+from sdkit.params import is_int
 from sdkit.secret import Secret
 
 if TYPE_CHECKING:
@@ -57,17 +58,14 @@ CHAT_PATH = "/v1/chat/completions"
 IMAGES_PATH = "/v1/images/generations"
 #: The model of the page's example.
 DEFAULT_API_MODEL = "stable-diffusion-api"
-ROLES = ("system", "developer", "user", "assistant", "tool")
+#: The message roles OpenAI's chat API accepts ("function": its older form of "tool").
+ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 RESPONSE_FORMATS = ("url", "b64_json")
 MAX_STOP = 4
 
 
 def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _check_range(name: str, value: object, lo: float, hi: float) -> None:
@@ -82,7 +80,7 @@ def _check_range(name: str, value: object, lo: float, hi: float) -> None:
 def _check_min_int(name: str, value: object, lo: int) -> None:
     if value is None:
         return
-    if not _is_int(value):
+    if not is_int(value):
         raise ValidationError(name, value, "must be an integer")
     if value < lo:
         raise ValidationError(name, value, f"must be at least {lo}")
@@ -181,7 +179,7 @@ class SDExtras:
 
     def __post_init__(self) -> None:
         if self.seed is not None:
-            if not _is_int(self.seed):
+            if not is_int(self.seed):
                 raise ValidationError("seed", self.seed, "must be an integer")
             if not 0 <= self.seed <= 2**32 - 1:
                 raise ValidationError("seed", self.seed, "must be between 0 and 4294967295")
@@ -281,7 +279,7 @@ class ChatRequest:
             raise ValidationError("logit_bias", bias, "must be a mapping of token id to a bias")
         clean: dict[str, float] = {}
         for token, value in bias.items():
-            if not (_is_int(token) or (isinstance(token, str) and token.isdigit())):
+            if not (is_int(token) or (isinstance(token, str) and token.isdigit())):
                 raise ValidationError("logit_bias", bias, f"token {token!r} is not a token id")
             _check_range(f"logit_bias[{token}]", value, -100, 100)
             clean[str(token)] = value
