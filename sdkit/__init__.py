@@ -97,6 +97,10 @@ _EXPORTS: dict[str, str] = {
     "read_png_metadata": "sdkit.metadata.pngfile",
     "save_result": "sdkit.metadata.pngfile",
     "write_png": "sdkit.metadata.pngfile",
+    # sdkit.notebook.widgets
+    "GridViewer": "sdkit.notebook.widgets",
+    "PromptLab": "sdkit.notebook.widgets",
+    "SweepPanel": "sdkit.notebook.widgets",
     # sdkit.params
     "GenerationParams": "sdkit.params",
     # sdkit.result
@@ -164,6 +168,7 @@ __all__ = [
     "GenerationError",
     "GenerationParams",
     "GenerationResult",
+    "GridViewer",
     "ImageMetadata",
     "ImageRef",
     "ImagesRequest",
@@ -179,6 +184,7 @@ __all__ = [
     "NotFoundError",
     "OutputError",
     "PermissionDeniedError",
+    "PromptLab",
     "RateLimitError",
     "RemoteBackend",
     "ReplyError",
@@ -193,6 +199,7 @@ __all__ = [
     "StudyRun",
     "StudySpec",
     "Sweep",
+    "SweepPanel",
     "SweepResult",
     "Timings",
     "UnprocessableEntityError",
@@ -295,6 +302,7 @@ if _typing.TYPE_CHECKING:  # for type checkers and editors: the same names, impo
     from sdkit.metadata.imagemeta import ImageMetadata, read_image_metadata
     from sdkit.metadata.infotext import format_infotext, parse_infotext
     from sdkit.metadata.pngfile import read_png_metadata, save_result, write_png
+    from sdkit.notebook.widgets import GridViewer, PromptLab, SweepPanel
     from sdkit.params import GenerationParams
     from sdkit.result import GeneratedImage, GenerationResult, Timings
     from sdkit.secret import Secret
