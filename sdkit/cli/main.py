@@ -560,8 +560,9 @@ def _add_study_parser(sub) -> None:
 
 
 def _cmd_study_run(args: argparse.Namespace) -> int:
+    from sdkit.studies.folder import study_sweep
+    from sdkit.studies.run import run_study
     from sdkit.studies.spec import parse_study_spec
-    from sdkit.studies.study import run_study, study_sweep
 
     if not os.path.isfile(args.spec):
         raise ValidationError("spec", args.spec, "no such file")
@@ -583,7 +584,7 @@ def _cmd_study_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_study_verify(args: argparse.Namespace) -> int:
-    from sdkit.studies.study import verify_study
+    from sdkit.studies.verify import verify_study
 
     result = verify_study(args.folder, progress=not args.no_progress)
     print(result.summary())
@@ -591,7 +592,7 @@ def _cmd_study_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_study_report(args: argparse.Namespace) -> int:
-    from sdkit.studies.study import write_report
+    from sdkit.studies.report import write_report
 
     print(write_report(args.folder))
     return 0
