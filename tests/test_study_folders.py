@@ -8,10 +8,9 @@ import stat
 import pytest
 from PIL import Image
 
-from sdkit import SdkitError, ValidationError
+from sdkit import SdkitError, ValidationError, load_manifest, run_study, verify_study, write_report
 from sdkit.backends.base import Capabilities
 from sdkit.cli.main import main
-from sdkit import load_manifest, run_study, verify_study, write_report
 
 SPEC = """
 name: four
@@ -281,8 +280,8 @@ def test_a_file_that_is_not_a_png_but_matches_its_sha_is_tampered_and_made_again
 
 
 def test_a_grid_without_a_title_line_from_an_older_sdkit_still_verifies(done, backend):
-    from sdkit.studies.spec import parse_study_spec
     from sdkit.studies.folder import save_grids, study_sweep
+    from sdkit.studies.spec import parse_study_spec
 
     sweep = study_sweep(parse_study_spec(SPEC))
     by_cell = {e["cell"]: e for e in load_manifest(done)}

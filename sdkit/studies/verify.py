@@ -204,7 +204,9 @@ def _replays(
     by_cell = {e["cell"]: e for e in entries}
     replays: dict[int | None, list[list[tuple[dict[str, Any], bool]]]] = {}
     for (_, full), members in sorted(batches.items()):
-        threads = recorded_threads(members[0]) or default_threads  # folders whose lines did not record it
+        threads = recorded_threads(members[0])
+        if threads is None and "device" in members[0]:  # a torch pipeline's line from before lines recorded
+            threads = default_threads  # their thread count: the count the environment recorded
         threads = threads if isinstance(threads, int) and not isinstance(threads, bool) else None
         batch = [(by_cell[c], by_cell[c] in members) for c in full if c in by_cell]
         replays.setdefault(threads, []).append(batch)
