@@ -179,8 +179,7 @@ def run_sweep(
         if on_cell is not None:
             on_cell(outcome)
 
-    def write_manifest(grid_paths: Sequence[Path] = ()) -> None:
-        assert folder is not None
+    def write_manifest(folder: RunFolder, grid_paths: Sequence[Path] = ()) -> None:
         manifest = _manifest(sweep, identity, cells, keys, outcomes, grid_paths, time.perf_counter() - start)
         folder.json(MANIFEST, manifest, sort_keys=False)
 
@@ -217,11 +216,11 @@ def run_sweep(
         bar.close()
         if folder is not None:  # record what was made; a folder that refuses writes must not hide the cause
             with contextlib.suppress(OSError, OutputError):
-                write_manifest()
+                write_manifest(folder)
         raise
     bar.close()
     if folder is not None:
-        write_manifest()
+        write_manifest(folder)
     result = SweepResult(
         sweep=sweep,
         cells=tuple(outcomes),  # type: ignore[arg-type]
@@ -232,7 +231,7 @@ def run_sweep(
     if folder is not None and grids:
         paths = save_grids(result, folder.path)
         result = SweepResult(result.sweep, result.cells, identity, folder.path, result.elapsed_s, tuple(paths))
-        write_manifest(paths)
+        write_manifest(folder, paths)
     return result
 
 
