@@ -45,10 +45,10 @@ class RunFolder:
         return f"RunFolder({str(self.path)!r})"
 
     def mkdir(self, name: str = "") -> Path:
-        """The folder ``name`` inside the run (the run itself by default), created if missing."""
+        """The folder ``name`` inside the run (the run itself by default), created if missing; an
+        ``OSError`` when it cannot be (the caller knows whether that is a bad ``out`` or a full disk)."""
         path = self.path / name if name else self.path
-        with output_errors(path):
-            path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(parents=True, exist_ok=True)
         return path
 
     def write(self, name: str, data: bytes) -> Path:
@@ -89,7 +89,8 @@ class RunFolder:
 
         from sdkit.sweeps.grid import sweep_description, sweep_pages, sweep_title
 
-        self.mkdir()
+        with output_errors(self.path):
+            self.mkdir()
         info = PngInfo()
         info.add_text("Title", sweep_title(sweep))
         info.add_text(GRID_KEY, json.dumps(sweep_description(sweep), sort_keys=True, ensure_ascii=False))

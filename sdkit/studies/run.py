@@ -24,7 +24,7 @@ from sdkit.engine.executor import InProcessExecutor, plan
 from sdkit.engine.runfolder import RunFolder
 from sdkit.environment import environment_diff
 from sdkit.errors import ValidationError
-from sdkit.metadata.pngfile import OutputError
+from sdkit.metadata.pngfile import OutputError, output_errors
 from sdkit.studies.folder import (
     ENVIRONMENT,
     FAILURES,
@@ -139,7 +139,8 @@ def run_study(
             notes.append(f"{SPEC} was not valid YAML ({type(exc).__name__}); rewrote it from this spec")
         if recorded != resolved:
             raise ValidationError("out", str(folder), "holds a run of a different spec; use another folder")
-    files.mkdir(IMAGES)
+    with output_errors(folder):
+        files.mkdir(IMAGES)
 
     lines = manifest_lines(folder)
     entries: dict[int, dict[str, Any]] = {}
@@ -279,7 +280,8 @@ def _save_image(
     }
     raw = details.get("raw_reply")
     if raw:
-        files.mkdir(REPLIES)
+        with output_errors(files.path / REPLIES):
+            files.mkdir(REPLIES)
         replies = [raw] if isinstance(raw, str) else list(raw)
         archived = []
         for j, text in enumerate(replies):
