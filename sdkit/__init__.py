@@ -114,15 +114,19 @@ _EXPORTS: dict[str, str] = {
     # sdkit.server.serve
     "BackgroundServer": "sdkit.server.serve",
     "serve_in_background": "sdkit.server.serve",
+    # sdkit.studies.folder
+    "load_manifest": "sdkit.studies.folder",
+    # sdkit.studies.report
+    "write_report": "sdkit.studies.report",
+    # sdkit.studies.run
+    "StudyRun": "sdkit.studies.run",
+    "run_study": "sdkit.studies.run",
     # sdkit.studies.spec
     "StudySpec": "sdkit.studies.spec",
     "parse_study_spec": "sdkit.studies.spec",
-    # sdkit.studies.study
-    "StudyRun": "sdkit.studies.study",
-    "Verification": "sdkit.studies.study",
-    "run_study": "sdkit.studies.study",
-    "verify_study": "sdkit.studies.study",
-    "write_report": "sdkit.studies.study",
+    # sdkit.studies.verify
+    "Verification": "sdkit.studies.verify",
+    "verify_study": "sdkit.studies.verify",
     # sdkit.sweeps.axis
     "Axis": "sdkit.sweeps.axis",
     "parse_axis": "sdkit.sweeps.axis",
@@ -217,6 +221,7 @@ __all__ = [
     "grid_figure",
     "image_grid",
     "labelled_grid",
+    "load_manifest",
     "parse_axis",
     "parse_chat_completion",
     "parse_chat_reply",
@@ -308,8 +313,11 @@ if _typing.TYPE_CHECKING:  # for type checkers and editors: the same names, impo
     from sdkit.secret import Secret
     from sdkit.server.app import create_app
     from sdkit.server.serve import BackgroundServer, serve_in_background
+    from sdkit.studies.folder import load_manifest
+    from sdkit.studies.report import write_report
+    from sdkit.studies.run import StudyRun, run_study
     from sdkit.studies.spec import StudySpec, parse_study_spec
-    from sdkit.studies.study import StudyRun, Verification, run_study, verify_study, write_report
+    from sdkit.studies.verify import Verification, verify_study
     from sdkit.sweeps.axis import Axis, parse_axis, prompt_axis
     from sdkit.sweeps.grid import grid_figure, image_grid, labelled_grid, sweep_grids
     from sdkit.sweeps.runner import CellResult, SweepResult, run_sweep

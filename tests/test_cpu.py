@@ -179,7 +179,7 @@ def test_a_portable_study_runs_and_verifies_from_the_command_line(tmp_path):
 
 
 def test_verify_names_the_cpu_settings_that_differ():
-    from sdkit.studies.study import _cpu_difference
+    from sdkit.studies.verify import _cpu_difference
 
     entry = {"torch_threads": 2, "cpu_capability": "AVX512", "portable": False, "device": "cpu"}
     now = {"torch_threads": 1, "cpu_capability": "AVX2", "portable": False, "device": "cpu"}

@@ -204,19 +204,20 @@ def test_remote_sweep_runs_concurrently_with_a_bound_and_reruns_from_cache(tmp_p
 
 
 def test_a_write_error_mid_sweep_names_the_file_and_keeps_the_finished_images(tmp_path, monkeypatch):
-    import sdkit.sweeps.runner
+    import sdkit.engine.runfolder
     from sdkit import SdkitError
 
-    real = sdkit.sweeps.runner.write_png
+    real = sdkit.engine.runfolder.atomic_write_bytes
     written = []
 
-    def refuse_after_two(path, image, record):
-        if len(written) == 2:
+    def refuse_after_two(path, data):
+        if path.suffix == ".png" and len(written) == 2:
             raise PermissionError(13, "Permission denied", str(path))
-        written.append(real(path, image, record))
-        return written[-1]
+        real(path, data)
+        if path.suffix == ".png":
+            written.append(path)
 
-    monkeypatch.setattr(sdkit.sweeps.runner, "write_png", refuse_after_two)
+    monkeypatch.setattr(sdkit.engine.runfolder, "atomic_write_bytes", refuse_after_two)
     sweep = Sweep(BASE, x="cfg=1,2,3")
     with pytest.raises(SdkitError, match=r"could not write .*images/[0-9a-f]{64}\.png: Permission denied") as info:
         run_sweep(sweep, FakeBackend(), tmp_path, progress=False)

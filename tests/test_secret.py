@@ -198,7 +198,7 @@ def test_scrub_finds_the_key_escaped_as_in_json_and_stops_bearer_at_a_backslash(
 
 
 def test_a_key_echoed_in_the_request_id_stays_out_of_a_study_and_sdkit_info(tmp_path, monkeypatch):
-    from sdkit.studies.study import run_study
+    from sdkit.studies.run import run_study
 
     monkeypatch.setenv("SDKIT_API_KEY", PLANTED)
     echo = {"x-request-id": PLANTED}

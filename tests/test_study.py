@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from sdkit.studies.study import load_manifest, run_study, verify_study, write_report
+from sdkit import load_manifest, run_study, verify_study, write_report
 
 SPEC = """
 name: small

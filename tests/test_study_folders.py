@@ -8,10 +8,9 @@ import stat
 import pytest
 from PIL import Image
 
-from sdkit import SdkitError, ValidationError
+from sdkit import SdkitError, ValidationError, load_manifest, run_study, verify_study, write_report
 from sdkit.backends.base import Capabilities
 from sdkit.cli.main import main
-from sdkit.studies.study import load_manifest, run_study, verify_study, write_report
 
 SPEC = """
 name: four
@@ -181,7 +180,7 @@ def test_verify_of_a_missing_folder_is_not_a_study_run_folder_exit_2(tmp_path, c
 
 
 def test_a_study_whose_images_all_fail_prints_the_reason(spec_file, tmp_path, monkeypatch, capsys):
-    import sdkit.studies.study
+    import sdkit.studies.run
     from sdkit import GenerationError
 
     class Failing:
@@ -194,7 +193,7 @@ def test_a_study_whose_images_all_fail_prints_the_reason(spec_file, tmp_path, mo
         def generate_many(self, params, *, on_result=None, return_errors=False):
             return [GenerationError("out of GPU memory (as if)") for _ in params]
 
-    monkeypatch.setattr(sdkit.studies.study, "make_backend", lambda spec, **kw: Failing())
+    monkeypatch.setattr(sdkit.studies.run, "make_backend", lambda spec, **kw: Failing())
     assert main(["study", "run", str(spec_file), "--out", str(tmp_path / "run"), "--no-progress"]) == 1
     err = capsys.readouterr().err
     assert "failed 4 of 4" in err
@@ -204,21 +203,22 @@ def test_a_study_whose_images_all_fail_prints_the_reason(spec_file, tmp_path, mo
 def test_a_write_error_mid_run_names_the_path_and_keeps_finished_images(
     tmp_path, spec_file, backend, monkeypatch, capsys
 ):
-    import sdkit.studies.study
+    import sdkit.engine.runfolder
+    import sdkit.studies.run
 
-    real = sdkit.studies.study.atomic_write_bytes
+    real = sdkit.engine.runfolder.atomic_write_bytes
 
     def refuse_cell_two(path, data):
         if path.name == "00002.png":
             raise PermissionError(13, "Permission denied", str(path))
         real(path, data)
 
-    monkeypatch.setattr(sdkit.studies.study, "atomic_write_bytes", refuse_cell_two)
+    monkeypatch.setattr(sdkit.engine.runfolder, "atomic_write_bytes", refuse_cell_two)
     out = tmp_path / "run"
     with pytest.raises(SdkitError, match=r"could not write .*00002\.png: Permission denied"):
         run_study(spec_file, out, backend=backend, progress=False)
     assert sorted(e["cell"] for e in load_manifest(out)) == [0, 1]
-    monkeypatch.setattr(sdkit.studies.study, "make_backend", lambda spec, **kw: backend)
+    monkeypatch.setattr(sdkit.studies.run, "make_backend", lambda spec, **kw: backend)
     assert main(["study", "run", str(spec_file), "--out", str(out), "--no-progress"]) == 1
     err = capsys.readouterr().err
     assert "sdkit: error: could not write" in err and "Traceback" not in err
@@ -280,14 +280,14 @@ def test_a_file_that_is_not_a_png_but_matches_its_sha_is_tampered_and_made_again
 
 
 def test_a_grid_without_a_title_line_from_an_older_sdkit_still_verifies(done, backend):
+    from sdkit.studies.folder import save_grids, study_sweep
     from sdkit.studies.spec import parse_study_spec
-    from sdkit.studies.study import _save_grids, study_sweep
 
     sweep = study_sweep(parse_study_spec(SPEC))
     by_cell = {e["cell"]: e for e in load_manifest(done)}
     with Image.open(done / "grid.png") as titled:
         titled_height = titled.height
-    _save_grids(done, sweep, sweep.cells(), by_cell, {}, describe=False)  # as an older sdkit wrote it
+    save_grids(done, sweep, by_cell, {}, describe=False)  # as an older sdkit wrote it
     with Image.open(done / "grid.png") as untitled:
         assert untitled.height < titled_height
     assert verify_study(done, backend=backend, progress=False).ok

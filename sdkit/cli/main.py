@@ -22,10 +22,11 @@ from sdkit.errors import SdkitError, ValidationError
 from sdkit.metadata.imagemeta import read_image_metadata
 from sdkit.metadata.pngfile import save_result
 from sdkit.params import DEFAULT_MODEL, GenerationParams, parse_size
-from sdkit.server.auth import exposure_warning, keys_from_env
-from sdkit.server.serve import run_server
+from sdkit.studies.folder import study_sweep
+from sdkit.studies.report import write_report
+from sdkit.studies.run import run_study
 from sdkit.studies.spec import parse_study_spec
-from sdkit.studies.study import run_study, study_sweep, verify_study, write_report
+from sdkit.studies.verify import verify_study
 from sdkit.sweeps.axis import prompt_axis
 from sdkit.sweeps.runner import resume_seed, run_sweep
 from sdkit.sweeps.sweep import Sweep, parse_seeds
@@ -233,6 +234,9 @@ def _add_serve_parser(sub) -> None:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    from sdkit.server.auth import exposure_warning, keys_from_env  # the serve extra: imported when serving
+    from sdkit.server.serve import run_server
+
     keys = (*keys_from_env(), *args.api_key, *_keys_from_file(args.api_key_file))
     if (message := exposure_warning(args.host, keys)) is not None:
         print(f"sdkit: warning: {message}", file=sys.stderr)

@@ -1,16 +1,21 @@
 """A study's report: one self-contained HTML page (grids, every image with its parameters, the
-environment) that opens from disk or travels as a single file. Pure: data in, text out."""
+environment) that opens from disk or travels as a single file. :func:`render_report` is pure (data in,
+text out); :func:`write_report` reads a run folder and writes ``report.html`` into it."""
 
 from __future__ import annotations
 
 import html
 import json
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+from sdkit.engine.runfolder import RunFolder
+from sdkit.errors import ValidationError
 from sdkit.metadata.pngfile import data_uri
+from sdkit.studies.folder import ENVIRONMENT, FAILURES, MANIFEST, REPORT, SPEC, inside, read_json, strict_manifest
 
-__all__ = ["render_report"]
+__all__ = ["render_report", "write_report"]
 
 _CSS = """
 body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;max-width:1200px}
@@ -90,3 +95,33 @@ def render_report(
     parts.append("</table><p class='muted'>Made by sdkit. Re-run: <code>sdkit study verify FOLDER</code></p>")
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def write_report(folder: str | Path) -> Path:
+    """Write ``report.html`` into a run folder: one self-contained page."""
+    import yaml
+
+    folder = Path(folder)
+    if not (folder / MANIFEST).is_file():
+        raise ValidationError("folder", str(folder), "is not a study run folder (no manifest.jsonl)")
+    spec: Any = {}
+    if (folder / SPEC).exists():
+        try:
+            spec = yaml.safe_load((folder / SPEC).read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise ValidationError(str(folder / SPEC), "", f"is not valid YAML: {exc}") from None
+    if not isinstance(spec, dict):
+        raise ValidationError(str(folder / SPEC), spec, "is not a mapping")
+    environment = read_json(folder, ENVIRONMENT, {})
+    failures = read_json(folder, FAILURES, [])
+    if not isinstance(environment, dict):
+        raise ValidationError(str(folder / ENVIRONMENT), environment, "is not a JSON object")
+    if not isinstance(failures, list) or not all(isinstance(f, dict) for f in failures):
+        raise ValidationError(str(folder / FAILURES), failures, "is not a list of failed cells")
+    entries = strict_manifest(folder)
+    grids = [(p.name, inside(folder, p.name, p.name).read_bytes()) for p in sorted(folder.glob("grid*.png"))]
+    images = {e["cell"]: (folder / e["file"]).read_bytes() for e in entries if (folder / e["file"]).is_file()}
+    page = render_report(
+        spec=spec, environment=environment, entries=entries, grids=grids, images=images, failures=failures
+    )
+    return RunFolder(folder).write(REPORT, page.encode())

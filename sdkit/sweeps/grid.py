@@ -2,8 +2,8 @@
 
 :func:`labelled_grid` puts X labels across the top and Y labels down the left, wraps long labels, draws a
 failed image as a grey placeholder carrying its error, and refuses a grid over ``max_megapixels``.
-:func:`sweep_grids` makes one page per Z value of a sweep; :func:`grid_figure` is the same as a matplotlib
-figure for notebooks.
+:func:`sweep_grids` makes one page per Z value of a sweep (:func:`sweep_pages` from its tiles);
+:func:`grid_figure` is the same as a matplotlib figure for notebooks.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ __all__ = [
     "labelled_grid",
     "sweep_description",
     "sweep_grids",
+    "sweep_pages",
     "sweep_title",
 ]
 
@@ -216,35 +217,38 @@ def labelled_grid(
     return grid
 
 
-def _cell_tiles(result: SweepResult, z: int) -> list[list[Tile]]:
+def cell_tiles(result: SweepResult) -> list[Tile]:
+    """One tile per cell of ``result``, in :meth:`Sweep.cells` order: its image, or its error when it failed."""
+    return [c.image if c.ok else (c.error or "") for c in result.cells]
+
+
+def _cell_tiles(sweep: Any, tiles: Sequence[Tile], z: int) -> list[list[Tile]]:
     """The tiles of page ``z``: one per (y, x), the seeds of a cell side by side in one tile."""
-    sweep = result.sweep
     _, ny, nx, ns = sweep.shape
-    per_cell: dict[tuple[int, int], list[Any]] = {}
-    for cr in result.cells:
-        if cr.cell.z == z:
-            per_cell.setdefault((cr.cell.y, cr.cell.x), []).append(cr)
+    per_cell: dict[tuple[int, int], list[tuple[int, Tile]]] = {}
+    for cell, tile in zip(sweep.cells(), tiles, strict=True):
+        if cell.z == z:
+            per_cell.setdefault((cell.y, cell.x), []).append((cell.seed_index, tile))
     rows = []
     for y in range(ny):
         row: list[Tile] = []
         for x in range(nx):
-            outcomes = sorted(per_cell.get((y, x), []), key=lambda cr: cr.cell.seed_index)
-            if ns == 1 or not outcomes:
-                only = outcomes[0] if outcomes else None
-                row.append(None if only is None else only.image if only.ok else only.error)
-            elif all(not o.ok for o in outcomes):
-                row.append(outcomes[0].error)
+            seeds = [tile for _, tile in sorted(per_cell.get((y, x), []), key=lambda item: item[0])]
+            if ns == 1 or not seeds:
+                row.append(seeds[0] if seeds else None)
+            elif all(isinstance(t, str) for t in seeds):
+                row.append(seeds[0])
             else:
-                row.append(_seed_strip(outcomes))
+                row.append(_seed_strip(seeds))
         rows.append(row)
     return rows
 
 
-def _seed_strip(outcomes: list[Any]) -> Image:
-    images = [o.image for o in outcomes if o.ok]
+def _seed_strip(seeds: list[Tile]) -> Image:
+    images = [t for t in seeds if not isinstance(t, str)]
     w, h = images[0].size
     font = _font(max(10, h // 10))
-    tiles = [o.image if o.ok else _placeholder((w, h), o.error or "", font) for o in outcomes]
+    tiles = [_placeholder((w, h), t, font) if isinstance(t, str) else t for t in seeds]
     return image_grid(tiles, cols=min(len(tiles), 4), gap=2)
 
 
@@ -281,17 +285,23 @@ def sweep_title(sweep: Any) -> str:
     return f"{d['prompt']} · model {d['model'] or 'default'} · {_seeds_text(d['seeds'])}"
 
 
-def sweep_grids(
-    result: SweepResult,
+def sweep_grids(result: SweepResult, **options: Any) -> list[Image]:
+    """One labelled grid per Z value of a sweep (one page without a Z axis), titled with the sweep's
+    prompt, model and seeds (``describe=False`` leaves that out) and the Z label. Several seeds per
+    cell sit side by side in their cell. ``options``: those of :func:`sweep_pages`."""
+    return sweep_pages(result.sweep, cell_tiles(result), **options)
+
+
+def sweep_pages(
+    sweep: Any,
+    tiles: Sequence[Tile],
     *,
     max_megapixels: float = DEFAULT_MAX_MEGAPIXELS,
     font_size: int | None = None,
     describe: bool = True,
 ) -> list[Image]:
-    """One labelled grid per Z value of a sweep (one page without a Z axis), titled with the sweep's
-    prompt, model and seeds (``describe=False`` leaves that out) and the Z label. Several seeds per
-    cell sit side by side in their cell."""
-    sweep = result.sweep
+    """The pages of :func:`sweep_grids` from ``tiles``: one per cell of ``sweep``, in :meth:`Sweep.cells`
+    order (an image, an error message drawn as a placeholder, or None for a cell not made)."""
     nz = sweep.shape[0]
     z_labels = sweep.labels("z")
     heading = sweep_title(sweep) if describe else ""
@@ -300,7 +310,7 @@ def sweep_grids(
         title = "\n".join(t for t in (heading, z_labels[z] if z_labels else "") if t)
         pages.append(
             labelled_grid(
-                _cell_tiles(result, z),
+                _cell_tiles(sweep, tiles, z),
                 x_labels=sweep.labels("x"),
                 y_labels=sweep.labels("y"),
                 title=title or None,
@@ -327,7 +337,7 @@ def grid_figure(result: SweepResult, *, z: int = 0, tile_inches: float = 1.6):
     nz = sweep.shape[0]
     if not isinstance(z, int) or not 0 <= z < nz:
         raise ValidationError("z", z, f"must be between 0 and {nz - 1}")
-    tiles = _cell_tiles(result, z)
+    tiles = _cell_tiles(sweep, cell_tiles(result), z)
     nrows, ncols = len(tiles), len(tiles[0])
     fig = Figure(figsize=(tile_inches * ncols + 0.6, tile_inches * nrows + 0.4), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False)

@@ -13,18 +13,20 @@ import contextlib
 import hashlib
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sdkit.engine.runfolder import RunFolder
 from sdkit.errors import SdkitError
-from sdkit.metadata.pngfile import OutputError, atomic_write_bytes, output_errors, write_png
+from sdkit.metadata.pngfile import OutputError
 
 if TYPE_CHECKING:
     from PIL.Image import Image
 
     from sdkit.backends.base import Backend
+    from sdkit.engine.executor import Executor
     from sdkit.params import GenerationParams
     from sdkit.result import GenerationResult
     from sdkit.sweeps.sweep import Cell, Sweep
@@ -33,9 +35,6 @@ __all__ = ["CellResult", "SweepResult", "backend_identity", "cache_key", "resume
 
 MANIFEST = "manifest.json"
 IMAGES = "images"
-#: The PNG text chunk of a grid that holds its sweep's description (JSON, see
-#: :func:`sdkit.sweeps.grid.sweep_description`).
-GRID_KEY = "sdkit-grid"
 
 
 def backend_identity(backend: Backend) -> dict[str, Any]:
@@ -136,12 +135,6 @@ def _load_cached(path: Path) -> tuple[Image, dict[str, Any]] | None:
         return None  # unreadable: make it again
 
 
-def _execution_order(cells: list[Cell]) -> list[Cell]:
-    """Models in order of first appearance (each loads once), the rest in grid order."""
-    models = list(dict.fromkeys(c.params.model for c in cells))
-    return sorted(cells, key=lambda c: models.index(c.params.model))
-
-
 def _error_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
@@ -154,10 +147,12 @@ def run_sweep(
     progress: bool = True,
     grids: bool = True,
     on_cell: Callable[[CellResult], None] | None = None,
+    executor: Executor | None = None,
 ) -> SweepResult:
-    """Make every image of ``sweep`` on ``backend`` through one ``backend.generate_many`` call (the local
-    backend batches cells that share size, steps, guidance, scheduler and model; a remote one sends them
-    concurrently).
+    """Make every image of ``sweep`` on ``backend``: the cells not in the cache are planned into calls by
+    what the backend declares (the local backend batches cells that share size, steps, guidance,
+    scheduler and model; a remote one gets them all at once and sends them concurrently) and made by
+    ``executor`` (default: :class:`~sdkit.engine.executor.InProcessExecutor`).
 
     With ``out`` the images go to ``OUT/images/`` as they arrive (PNG with A1111 infotext and sdkit's
     record), already-made images are reused, and ``OUT/manifest.json`` plus the grids (``grids=True``:
@@ -166,14 +161,16 @@ def run_sweep(
     """
     from tqdm.auto import tqdm
 
+    from sdkit.backends.base import capabilities
+    from sdkit.engine.executor import InProcessExecutor, plan
+
     start = time.perf_counter()
     cells = sweep.cells()
     identity = backend_identity(backend)
     keys = [cache_key(identity, c.params) for c in cells]
-    folder = Path(out) if out is not None else None
-    images_dir = folder / IMAGES if folder is not None else None
-    if images_dir is not None:
-        images_dir.mkdir(parents=True, exist_ok=True)
+    folder = RunFolder(out) if out is not None else None
+    if folder is not None:
+        folder.mkdir(IMAGES)
     outcomes: list[CellResult | None] = [None] * len(cells)
 
     def settle(outcome: CellResult) -> None:
@@ -182,21 +179,23 @@ def run_sweep(
         if on_cell is not None:
             on_cell(outcome)
 
+    def write_manifest(folder: RunFolder, grid_paths: Sequence[Path] = ()) -> None:
+        manifest = _manifest(sweep, identity, cells, keys, outcomes, grid_paths, time.perf_counter() - start)
+        folder.json(MANIFEST, manifest, sort_keys=False)
+
     bar = tqdm(total=len(cells), disable=not progress, unit="image", desc="sweep", leave=True)
     try:
         pending: list[Cell] = []
         for cell, key in zip(cells, keys, strict=True):
-            path = images_dir / f"{key}.png" if images_dir is not None else None
+            path = folder.path / IMAGES / f"{key}.png" if folder is not None else None
             cached = _load_cached(path) if path is not None and path.exists() else None
             if cached is None:
                 pending.append(cell)
             else:
                 settle(CellResult(cell, key, "cached", image=cached[0], path=path, record=cached[1]))
-        pending = _execution_order(pending)
 
-        def on_result(i: int, outcome: GenerationResult | Exception) -> None:
-            cell = pending[i]
-            key = keys[cell.index]
+        def on_result(index: int, outcome: GenerationResult | Exception, made_with: tuple[int, ...]) -> None:
+            cell, key = cells[index], keys[index]
             if isinstance(outcome, Exception):
                 settle(CellResult(cell, key, "failed", error=_error_text(outcome)))
                 return
@@ -206,34 +205,33 @@ def run_sweep(
             image = outcome.images[0]
             record = {**outcome.record(0), "cache_key": key}
             path = None
-            if images_dir is not None:
-                with output_errors(images_dir / f"{key}.png"):
-                    path = write_png(images_dir / f"{key}.png", image, record)
+            if folder is not None:
+                folder.image(f"{IMAGES}/{key}.png", image, record)
+                path = folder.path / IMAGES / f"{key}.png"
             settle(CellResult(cell, key, "generated", image=image, path=path, record=record))
 
-        _generate(backend, pending, outcomes, on_result)
+        batches = plan([(c.index, c.params) for c in pending], capabilities(backend))
+        (executor or InProcessExecutor()).run(backend, batches, on_result)
     except BaseException:
         bar.close()
         if folder is not None:  # record what was made; a folder that refuses writes must not hide the cause
-            with contextlib.suppress(OSError):
-                _write_manifest(folder, sweep, identity, cells, keys, outcomes, (), time.perf_counter() - start)
+            with contextlib.suppress(OSError, OutputError):
+                write_manifest(folder)
         raise
     bar.close()
     if folder is not None:
-        with output_errors(folder / MANIFEST):
-            _write_manifest(folder, sweep, identity, cells, keys, outcomes, (), time.perf_counter() - start)
+        write_manifest(folder)
     result = SweepResult(
         sweep=sweep,
         cells=tuple(outcomes),  # type: ignore[arg-type]
         backend=identity,
-        out=folder,
+        out=folder.path if folder is not None else None,
         elapsed_s=time.perf_counter() - start,
     )
     if folder is not None and grids:
-        with output_errors(folder):
-            paths = save_grids(result, folder)
-            result = SweepResult(result.sweep, result.cells, identity, folder, result.elapsed_s, tuple(paths))
-            _write_manifest(folder, sweep, identity, cells, keys, list(result.cells), paths, result.elapsed_s)
+        paths = save_grids(result, folder.path)
+        result = SweepResult(result.sweep, result.cells, identity, folder.path, result.elapsed_s, tuple(paths))
+        write_manifest(folder, paths)
     return result
 
 
@@ -257,66 +255,22 @@ def resume_seed(sweep: Sweep, out: str | Path) -> Sweep | None:
     return candidate if json.loads(json.dumps(candidate.to_dict())) == recorded else None
 
 
-def _generate(backend: Backend, pending: list[Cell], outcomes: list, on_result: Callable) -> None:
-    """One ``generate_many`` call; if it breaks with an unexpected error, the cells still open are
-    tried one at a time so that only the faulty ones fail."""
-    if not pending:
-        return
-    try:
-        backend.generate_many([c.params for c in pending], on_result=on_result, return_errors=True)
-        return
-    except OutputError:
-        raise  # the disk, not the backend: trying again one at a time would not help
-    except Exception:
-        pass
-    for i, cell in enumerate(pending):
-        if outcomes[cell.index] is not None:
-            continue
-        try:
-            result = backend.generate_many([cell.params], return_errors=True)[0]
-        except Exception as exc:
-            result = exc if isinstance(exc, SdkitError) else SdkitError(_error_text(exc))
-        on_result(i, result)
-
-
-def grid_file_names(sweep: Sweep) -> list[str]:
-    """``grid.png`` for a sweep without a Z axis, else ``grid-z0.png``, ``grid-z1.png``, …"""
-    nz = sweep.shape[0]
-    return ["grid.png"] if sweep.z is None else [f"grid-z{i}.png" for i in range(nz)]
-
-
 def save_grids(result: SweepResult, folder: str | Path, **options: Any) -> list[Path]:
     """Write the labelled grids of ``result`` into ``folder`` (atomically); returns their paths."""
-    import io
+    from sdkit.sweeps.grid import cell_tiles
 
-    from PIL.PngImagePlugin import PngInfo
-
-    from sdkit.sweeps.grid import sweep_description, sweep_title
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    info = PngInfo()  # what the grid shows travels with it: a title for viewers, the sweep as JSON
-    info.add_text("Title", sweep_title(result.sweep))
-    info.add_text(GRID_KEY, json.dumps(sweep_description(result.sweep), sort_keys=True, ensure_ascii=False))
-    paths = []
-    for name, page in zip(grid_file_names(result.sweep), result.grids(**options), strict=True):
-        buf = io.BytesIO()
-        page.save(buf, format="PNG", compress_level=1, pnginfo=info)  # a preview: fast zlib, ~5x quicker
-        atomic_write_bytes(folder / name, buf.getvalue())
-        paths.append(folder / name)
-    return paths
+    return RunFolder(folder).grids(result.sweep, cell_tiles(result), **options)
 
 
-def _write_manifest(
-    folder: Path,
+def _manifest(
     sweep: Sweep,
     identity: Mapping[str, Any],
     cells: list[Cell],
     keys: list[str],
     outcomes: list[CellResult | None],
-    grid_paths: Any,
+    grid_paths: Sequence[Path],
     elapsed_s: float,
-) -> None:
+) -> dict[str, Any]:
     from sdkit import __version__
 
     entries = []
@@ -335,7 +289,7 @@ def _write_manifest(
         if outcome is not None and outcome.error:
             entry["error"] = outcome.error
         entries.append(entry)
-    manifest = {
+    return {
         "sdkit": __version__,
         "backend": dict(identity),
         "sweep": sweep.to_dict(),
@@ -345,5 +299,3 @@ def _write_manifest(
         "grids": [Path(p).name for p in grid_paths],
         "cells": entries,
     }
-    text = json.dumps(manifest, indent=1, ensure_ascii=False)
-    atomic_write_bytes(folder / MANIFEST, text.encode())

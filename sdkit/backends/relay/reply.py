@@ -46,6 +46,7 @@ __all__ = [
     "parse_chat_completion",
     "parse_chat_reply",
     "parse_images_response",
+    "reply_images",
 ]
 
 #: How much of a reply an error message quotes (the whole text stays on ``ReplyError.raw``).
@@ -647,3 +648,11 @@ def find_images(reply: ChatCompletion | ImagesResponse) -> tuple[ImageRef, ...]:
                 refs.append(ref)
         return tuple(refs)
     return tuple(r for choice in reply.choices for r in _images_in_message(choice.message))
+
+
+def reply_images(raw: str | bytes, kind: str) -> list[bytes]:
+    """The images a stored reply carries itself (base64, data URIs; linked ones are left out), parsed as
+    the reply of backend ``kind`` (``"images"``: the Images API, else a chat completion). A study's
+    verify checks its archived replies with this."""
+    parsed = parse_images_response(raw) if kind == "images" else parse_chat_reply(raw)
+    return [ref.data for ref in find_images(parsed) if ref.data is not None]
