@@ -19,7 +19,7 @@ if "google.colab" in sys.modules:
 
 # %%
 import sdkit
-from sdkit.notebook.widgets import PromptLab
+from sdkit import PromptLab
 
 backend = sdkit.LocalBackend(progress=False)
 lab = PromptLab(backend, models=["tiny", "tiny-sdxl"])

@@ -77,7 +77,7 @@ swept.figure(tile_inches=1.2)
 # `GridViewer`: click a cell to see its image large with its parameters (`select(i)` does the same):
 
 # %%
-from sdkit.notebook.widgets import GridViewer
+from sdkit import GridViewer
 
 viewer = GridViewer(swept)
 viewer.select(5)

@@ -77,7 +77,7 @@ sdkit.run_sweep(study, backend, progress=False).figure(tile_inches=1.2)
 # with its parameters. Its buttons call plain methods, scripted here as in the tests:
 
 # %%
-from sdkit.notebook.widgets import SweepPanel
+from sdkit import SweepPanel
 
 panel = SweepPanel(backend)
 panel.axis_values["x"].value = "1,4,7.5"

@@ -53,8 +53,6 @@ for bad in bad_specs:
 # Run it. Stopping it half way (Ctrl-C, or here a callback that interrupts) leaves a valid folder:
 
 # %%
-from sdkit.studies.study import load_manifest
-
 folder = Path(tempfile.mkdtemp()) / "cfg-vs-steps"
 backend = sdkit.LocalBackend(progress=False)
 
@@ -67,7 +65,7 @@ def stop_after_five(done, total):
 try:
     sdkit.run_study(spec, folder, backend=backend, progress=False, on_image=stop_after_five)
 except KeyboardInterrupt:
-    print("interrupted with", len(load_manifest(folder)), "images in the manifest")
+    print("interrupted with", len(sdkit.load_manifest(folder)), "images in the manifest")
 run = sdkit.run_study(spec, folder, backend=backend, progress=False)
 print(f"resumed: kept {run.kept}, made {run.made}, failed {run.failed} of {run.total}")
 print(sorted(p.name for p in folder.iterdir()))
@@ -82,7 +80,7 @@ Image(filename=run.grid_paths[0])
 # Every manifest line says how its image was made:
 
 # %%
-entry = load_manifest(folder)[0]
+entry = sdkit.load_manifest(folder)[0]
 for key in ("cell", "labels", "seed", "batch", "scheduler_class", "generator", "dtype", "device", "torch_threads"):
     print(f"{key:16} {entry[key]}")
 print("model_hash      ", entry["model_hash"][:16], "…")
