@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from sdkit.backends.base import capabilities
 from sdkit.engine.planner import plan_batches
-from sdkit.errors import SdkitError
-from sdkit.metadata.pngfile import OutputError
+from sdkit.errors import OutputError, SdkitError
 from sdkit.params import GenerationParams
 
 if TYPE_CHECKING:

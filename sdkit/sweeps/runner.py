@@ -19,8 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sdkit.engine.runfolder import RunFolder
-from sdkit.errors import SdkitError
-from sdkit.metadata.pngfile import OutputError
+from sdkit.errors import OutputError, SdkitError
 
 if TYPE_CHECKING:
     from PIL.Image import Image
