@@ -257,6 +257,14 @@ class BackendConformance:
         conformant.load(params.model)
         assert conformant.generate(params).timings.load_s == 0
 
+    def test_a_refused_request_keeps_the_warm_model(self, conformant):
+        if not capabilities(conformant).loads:
+            pytest.skip(f"{self.kind} does not declare loads")
+        params = self.request()
+        conformant.load(params.model)
+        assert isinstance(conformant.generate_many([self.bad_params()], return_errors=True)[0], SdkitError)
+        assert conformant.generate(params).timings.load_s == 0
+
     def test_a_regenerable_backend_makes_the_same_pixels_again(self, conformant):
         if not capabilities(conformant).regenerable:
             pytest.skip(f"{self.kind} does not declare regenerable")
