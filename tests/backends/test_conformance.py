@@ -118,6 +118,26 @@ class TestImagesConformance(RelayConformance):
         return [*super().pixel_options(), {"response_format": "url"}]
 
 
+class PlainRelayConformance(RelayConformance):
+    """Without SD extras nothing but the prompt is sent, so the seeds are not known."""
+
+    knows_seeds = False
+
+    def base_options(self) -> dict[str, Any]:
+        return {**super().base_options(), "sd_extras": False}
+
+    def pixel_options(self) -> list[dict[str, Any]]:
+        return [{"base_url": "http://127.0.0.1:9/other"}, {"model": "other-model"}, {"sd_extras": True}]
+
+
+class TestPlainChatConformance(PlainRelayConformance):
+    kind = "chat"
+
+
+class TestPlainImagesConformance(PlainRelayConformance):
+    kind = "images"  # num_images=2 goes out as one request with n=2
+
+
 # --- outside: backends written against the contract alone -------------------------------------
 
 SOLID_MODELS = ("tiny", "solid")
