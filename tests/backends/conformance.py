@@ -73,6 +73,10 @@ class BackendConformance:
         """Option changes that do not decide pixels (credentials, concurrency, progress bars): same identity."""
         return []
 
+    def credential_options(self) -> list[dict[str, Any]]:
+        """Other ways to give the credential :attr:`secret` (a password in a URL, say): it must show nowhere either."""
+        return []
+
     def bad_params(self) -> GenerationParams:
         """A request this backend refuses with an :class:`~sdkit.SdkitError` (say, a model it cannot load)."""
         raise NotImplementedError
@@ -153,10 +157,21 @@ class BackendConformance:
         batched = caps.max_batch > 1 or caps.batch_key is not None
         assert ident["batching"] == (f"max_batch={caps.max_batch}" if batched else "none")
 
-    def test_identity_carries_no_credential(self, conformant):
+    def test_a_credential_shows_nowhere(self, conformant):
         if self.secret is None:
             pytest.skip(f"{self.kind} is built without a credential")
-        self._without_secret(json.dumps(identity(conformant)), repr(conformant), str(conformant))
+        for options in [{}, *self.credential_options()]:
+            backend = self.make_backend(**options) if options else conformant
+            try:
+                self._without_secret(json.dumps(identity(backend)), repr(backend), str(backend))
+                outcome = backend.generate_many([self.request()], return_errors=True)[0]
+                if isinstance(outcome, Exception):
+                    self._without_secret(str(outcome), repr(outcome))
+                else:
+                    self._check_result(backend, self.request(), outcome)
+            finally:
+                if options:
+                    self.close_backend(backend)
 
     def test_identity_is_stable_across_calls_and_backends_built_alike(self, conformant):
         assert identity(conformant) == identity(conformant)
