@@ -31,7 +31,7 @@ import pytest
 import sdkit
 from sdkit.backends.base import NO_CAPABILITIES, Backend, Capabilities, capabilities, identity
 from sdkit.engine.planner import plan_batches
-from sdkit.errors import SdkitError
+from sdkit.errors import SdkitError, ValidationError
 from sdkit.params import GenerationParams
 from sdkit.result import GenerationResult
 
@@ -147,6 +147,10 @@ class BackendConformance:
         assert conformant.name == self.kind
         assert isinstance(conformant, Backend)
 
+    def test_the_registry_refuses_an_unknown_option_by_name(self):
+        with pytest.raises(ValidationError, match="no_such_option"):
+            self.make_backend(no_such_option=1)
+
     # --- identity ------------------------------------------------------------------------
 
     def test_identity_is_json_with_name_and_batching(self, conformant):
@@ -216,7 +220,7 @@ class BackendConformance:
         params.append(self.request("four", seed=4, num_images=2))
         reported: list[tuple[int, Any]] = []
         results = conformant.generate_many(params, on_result=lambda i, r: reported.append((i, r)))
-        assert len(results) == len(params)
+        assert isinstance(results, list) and len(results) == len(params)
         for p, r in zip(params, results, strict=True):
             self._check_result(conformant, p, r)
         assert sorted(i for i, _ in reported) == list(range(len(params)))

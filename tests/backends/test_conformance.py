@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -53,6 +54,20 @@ class TestLocalConformance(BackendConformance):
 
     def bad_params(self) -> GenerationParams:
         return self.request("a model that is not there", model="no-such-model")
+
+
+class TestLocalDefaultConformance(TestLocalConformance):
+    """As users build it: threads chosen per call ("auto"), batches of up to 8."""
+
+    @property
+    def expected_capabilities(self) -> Capabilities:
+        return replace(super().expected_capabilities, max_batch=8)
+
+    def base_options(self) -> dict[str, Any]:
+        return {"progress": False}
+
+    def pixel_options(self) -> list[dict[str, Any]]:
+        return [{"dtype": "bfloat16"}, {"memory": "t4"}, {"threads": 1}, {"max_batch": 3}]
 
 
 # --- chat and images: a fake relay on loopback -----------------------------------------------
