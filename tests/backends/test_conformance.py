@@ -116,8 +116,8 @@ class RelayConformance(BackendConformance):
         return [{"api_key": "sk-another-key-9876543210"}, {"max_concurrency": 2}, {"timeout": 5.0}, {"max_retries": 3}]
 
     def credential_options(self) -> list[dict[str, Any]]:
-        # The secret as a password in the URL only (httpx sends it as Basic auth): the relay answers 401,
-        # echoing it; where nothing listens, the connection error names the URL.
+        # The secret as a password in the URL only: httpx sends it as Basic auth and the relay answers 401,
+        # echoing the header; where nothing listens, the connection error names the URL.
         key = "sk-another-key-9876543210"
         return [
             {"base_url": self.relay_url.replace("http://", f"http://conformance:{SECRET}@"), "api_key": key},
