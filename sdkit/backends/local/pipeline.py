@@ -204,9 +204,9 @@ class LocalBackend:
     def _load(self, model: str) -> _Loaded:
         if self._loaded is not None and self._loaded.model == model:
             return self._loaded
-        self.unload()
         start = time.perf_counter()
-        folder, revision = _model_folder(model)
+        folder, revision = _model_folder(model)  # a model that cannot load is refused before the loaded one goes
+        self.unload()
         torch = _torch()
         _hide_torchvision_notice()
         try:

@@ -171,6 +171,15 @@ def _gave_up(error: APIError, attempts: int, *secrets: Secret | None) -> APIErro
     return type(error)(scrub(str(error), *secrets) + note)
 
 
+def _url_password(url: str) -> Secret | None:
+    """The password written into ``url`` (``https://user:password@host``), if any: httpx sends it as
+    Basic auth, so it is a credential to mask like the key."""
+    from urllib.parse import urlsplit
+
+    password = urlsplit(url).password
+    return Secret(password) if password else None
+
+
 def _transport_error(exc: Exception, method: str, url: str, *secrets: Secret | None) -> APIConnectionError:
     import httpx
 
@@ -346,6 +355,8 @@ class _Base:
     ) -> None:
         self.base_url = resolve_base_url(base_url)
         self._api_key = resolve_api_key(api_key)
+        #: masked in every message and kept reply: the key, and a password written into the base URL
+        self._secrets = (self._api_key, _url_password(self.base_url))
         if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not 0 < timeout < math.inf:
             raise ValidationError("timeout", timeout, "must be a finite number of seconds > 0")
         self.timeout = float(timeout)
@@ -371,11 +382,12 @@ class _Base:
     def scrub(self, text: str, *, patterns: bool = True) -> str:
         """``text`` with this client's API key masked (see :func:`sdkit.secret.scrub`); ``patterns=False``
         masks the key only, leaving a reply kept as received byte-exact otherwise."""
-        return scrub(text, self._api_key, patterns=patterns)
+        return scrub(text, *self._secrets, patterns=patterns)
 
     def __repr__(self) -> str:
         key = "set" if self._api_key else "none"
-        return f"<{type(self).__name__} base_url={self.base_url!r} api_key={key} retries={self.retry.max_retries}>"
+        url = self.scrub(self.base_url)
+        return f"<{type(self).__name__} base_url={url!r} api_key={key} retries={self.retry.max_retries}>"
 
     def _http_options(self) -> dict[str, Any]:
         import httpx
@@ -412,14 +424,14 @@ class _Base:
         if budget.time_limit == "timeout":
             return self._deadline_error(method, url, budget)
         text = f"{method} {url}: nothing received for {self.timeout:g} s (timeout={self.timeout:g}); "
-        return APITimeoutError(scrub(text, self._api_key) + Limits.hint("timeout"))
+        return APITimeoutError(scrub(text, *self._secrets) + Limits.hint("timeout"))
 
     def _deadline_error(self, method: str, url: str, budget: _Budget) -> APITimeoutError:
         name = budget.time_limit
         return APITimeoutError(
             scrub(
                 f"{method} {url}: no complete reply within {budget.seconds:g} s ({name}={budget.seconds:g}); ",
-                self._api_key,
+                *self._secrets,
             )
             + Limits.hint(name)
         )
@@ -427,13 +439,13 @@ class _Base:
     def _parse(self, request: ChatRequest | ImagesRequest, text: str) -> ChatCompletion | ImagesResponse:
         """Parse the reply, the key masked first (a relay may echo it): the raw text kept is the reply
         byte for byte but for the key."""
-        text = scrub(text, self._api_key, patterns=False)
+        text = scrub(text, *self._secrets, patterns=False)
         try:
             if isinstance(request, ChatRequest):
                 return parse_chat_reply(text, strict=self.strict)
             return parse_images_response(text)
         except ReplyError as exc:
-            raise ReplyError(scrub(str(exc), self._api_key), exc.raw) from None
+            raise ReplyError(scrub(str(exc), *self._secrets), exc.raw) from None
         except RecursionError:  # JSON nested thousands deep
             raise ReplyError("the reply is nested too deeply to parse", text) from None
 
@@ -540,7 +552,7 @@ class Client(_Base):
                 raise self._idle_error(method, url, budget) from None
             if isinstance(exc, httpx.TransportError):
                 raise
-            raise APIConnectionError(scrub(f"{method} {url}: {type(exc).__name__}: {exc}", self._api_key)) from None
+            raise APIConnectionError(scrub(f"{method} {url}: {type(exc).__name__}: {exc}", *self._secrets)) from None
         finally:
             dog.cancel()
 
@@ -555,18 +567,18 @@ class Client(_Base):
             try:
                 status, response_headers, body, text = self._exchange(method, url, headers, content, budget)
             except httpx.TransportError as exc:
-                error: APIError = _transport_error(exc, method, url, self._api_key)
+                error: APIError = _transport_error(exc, method, url, *self._secrets)
             else:
                 if 200 <= status < 300:
                     return response_headers, body, text, attempts
-                error = status_error(status, response_headers, text, self._api_key)
+                error = status_error(status, response_headers, text, *self._secrets)
                 if not should_retry_status(status):
-                    raise _gave_up(error, attempts, self._api_key)
+                    raise _gave_up(error, attempts, *self._secrets)
                 retry_after = retry_after_seconds(response_headers)
             if attempts > self.retry.max_retries:
-                raise _gave_up(error, attempts, self._api_key)
+                raise _gave_up(error, attempts, *self._secrets)
             wait = self.retry.delay(attempts - 1, retry_after)
-            logger.info("%s %s failed (%s); retry %d in %.2f s", method, url, error, attempts, wait)
+            logger.info("%s %s failed (%s); retry %d in %.2f s", method, self.scrub(url), error, attempts, wait)
             time.sleep(wait)
 
     def send(self, request: ChatRequest | ImagesRequest, *, images: bool = True) -> APIReply:
@@ -577,7 +589,7 @@ class Client(_Base):
         response_headers, _, text, attempts = self._send("POST", url, headers, content, self._reply_budget(request))
         reply = self._parse(request, text)
         fetched = tuple(self._fetch(ref, reply.raw) for ref in self._refs(reply, images))
-        rid = _request_id(response_headers, self._api_key)
+        rid = _request_id(response_headers, *self._secrets)
         return APIReply(reply, fetched, rid, attempts, time.perf_counter() - start)
 
     def chat(self, request: ChatRequest | str, *, images: bool = True) -> APIReply:
@@ -668,7 +680,7 @@ class AsyncClient(_Base):
                 raise self._idle_error(method, url, budget) from None
             if isinstance(exc, httpx.TransportError):
                 raise
-            raise APIConnectionError(scrub(f"{method} {url}: {type(exc).__name__}: {exc}", self._api_key)) from None
+            raise APIConnectionError(scrub(f"{method} {url}: {type(exc).__name__}: {exc}", *self._secrets)) from None
 
     async def _send(self, method: str, url: str, headers: Mapping[str, str], content: bytes | None, budget: _Budget):
         import httpx
@@ -680,18 +692,18 @@ class AsyncClient(_Base):
             try:
                 status, response_headers, body, text = await self._exchange(method, url, headers, content, budget)
             except httpx.TransportError as exc:
-                error: APIError = _transport_error(exc, method, url, self._api_key)
+                error: APIError = _transport_error(exc, method, url, *self._secrets)
             else:
                 if 200 <= status < 300:
                     return response_headers, body, text, attempts
-                error = status_error(status, response_headers, text, self._api_key)
+                error = status_error(status, response_headers, text, *self._secrets)
                 if not should_retry_status(status):
-                    raise _gave_up(error, attempts, self._api_key)
+                    raise _gave_up(error, attempts, *self._secrets)
                 retry_after = retry_after_seconds(response_headers)
             if attempts > self.retry.max_retries:
-                raise _gave_up(error, attempts, self._api_key)
+                raise _gave_up(error, attempts, *self._secrets)
             wait = self.retry.delay(attempts - 1, retry_after)
-            logger.info("%s %s failed (%s); retry %d in %.2f s", method, url, error, attempts, wait)
+            logger.info("%s %s failed (%s); retry %d in %.2f s", method, self.scrub(url), error, attempts, wait)
             await asyncio.sleep(wait)
 
     async def send(self, request: ChatRequest | ImagesRequest, *, images: bool = True) -> APIReply:
@@ -702,7 +714,7 @@ class AsyncClient(_Base):
         reply = self._parse(request, text)
         refs = self._refs(reply, images)
         fetched = tuple(await asyncio.gather(*(self._fetch(ref, reply.raw) for ref in refs)))
-        rid = _request_id(response_headers, self._api_key)
+        rid = _request_id(response_headers, *self._secrets)
         return APIReply(reply, fetched, rid, attempts, time.perf_counter() - start)
 
     async def chat(self, request: ChatRequest | str, *, images: bool = True) -> APIReply:

@@ -111,7 +111,7 @@ class RemoteBackend:
 
     def __repr__(self) -> str:
         return (
-            f"<RemoteBackend {self.name!r} base_url={self.client.base_url!r} model={self.model!r} "
+            f"<RemoteBackend {self.name!r} base_url={self.client.scrub(self.client.base_url)!r} model={self.model!r} "
             f"sd_extras={self.sd_extras} max_concurrency={self.max_concurrency}>"
         )
 
