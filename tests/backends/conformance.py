@@ -252,6 +252,20 @@ class BackendConformance:
         if getattr(conformant, "capabilities", None) is None:  # this test is the one place allowed to look
             assert caps is NO_CAPABILITIES
 
+    def refused_params(self) -> GenerationParams | None:
+        """Parameters a backend declaring ``checks_params`` must refuse in ``check`` (None: not tested)."""
+        return None
+
+    def test_check_refuses_before_any_work_what_cannot_be_made(self, conformant):
+        if not capabilities(conformant).checks_params:
+            pytest.skip(f"{self.kind} does not declare checks_params")
+        conformant.check([self.request()])  # what it can make passes
+        bad = self.refused_params()
+        if bad is None:
+            pytest.skip(f"no refused parameters given for {self.kind}")
+        with pytest.raises(ValidationError):
+            conformant.check([self.request(), bad])
+
     def test_step_progress_reports_increasing_steps(self, conformant):
         if not capabilities(conformant).step_progress:
             pytest.skip(f"{self.kind} does not declare step_progress")

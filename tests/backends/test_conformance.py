@@ -40,7 +40,12 @@ class TestLocalConformance(BackendConformance):
     def expected_capabilities(self) -> Capabilities:
         from sdkit.backends.local.pipeline import batch_key
 
-        return Capabilities(max_batch=3, batch_key=batch_key, loads=True, step_progress=True, regenerable=True)
+        return Capabilities(
+            max_batch=3, batch_key=batch_key, loads=True, step_progress=True, regenerable=True, checks_params=True
+        )
+
+    def refused_params(self) -> GenerationParams:
+        return GenerationParams("x", seed=1, model="tiny2")
 
     def base_options(self) -> dict[str, Any]:
         # threads pinned: one core each on a shared machine, and pixels that do not depend on the call's size
