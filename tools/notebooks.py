@@ -9,7 +9,7 @@ Each notebook's cells live in ``notebooks/src/NN_topic.py``, a Python file in ju
 such as ``%matplotlib inline`` is written ``# %matplotlib inline``), which ruff checks like any other code.
 This builds ``notebooks/NN_topic.ipynb`` from it, executes it with the ``python3`` kernel in ``notebooks/``
 and writes it with its outputs; nbval re-runs the notebooks in ``make test``, and
-``tests/test_notebooks_sources.py`` fails when a committed notebook and its source disagree.
+``tests/notebook/test_sources.py`` fails when a committed notebook and its source disagree.
 """
 
 from __future__ import annotations

@@ -7,8 +7,8 @@ import pytest
 from sdkit import FakeRelay, read_png_metadata
 from sdkit.backends.relay.fakerelay import fake_color
 from sdkit.cli.main import main
-from tests.test_apirequest import PAGE_BODY, PAGE_PROMPT
-from tests.test_snippet import PAGE_HEADERS, curl_parts
+from tests.backends.relay.test_apirequest import PAGE_BODY, PAGE_PROMPT
+from tests.backends.relay.test_snippet import PAGE_HEADERS, curl_parts
 
 
 @pytest.fixture(autouse=True)

@@ -307,7 +307,7 @@ def test_a_sweep_interrupted_by_a_signal_resumes_with_no_corrupt_or_orphan_file(
     out = tmp_path / "sweep"
     args = [sys.executable, "-m", "sdkit", "sweep", "a red circle", "--x", "cfg=1,2,3,4", "--y", "steps=2,3"]
     args += ["--seeds", "3", "--seed", "5", "--max-batch", "1", "--out", str(out), "--no-progress"]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:

@@ -160,7 +160,7 @@ def test_progress_reaches_a_front_end_step_by_step_from_a_real_kernel():
     (as JupyterLab sends it) and each step's update leaves the kernel while the handler still runs."""
     manager = pytest.importorskip("jupyter_client.manager")
     pytest.importorskip("ipykernel")
-    root = str(Path(__file__).resolve().parents[1])
+    root = str(Path(__file__).resolve().parents[2])
     env = {**os.environ, "PYTHONPATH": root, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"}
     km, kc = manager.start_new_kernel(kernel_name="python3", env=env, cwd=root)
     try:

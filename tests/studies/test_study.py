@@ -25,7 +25,7 @@ threads: 2
 
 
 def sdkit_cli(*args, **kw):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     return subprocess.run(
         [sys.executable, "-m", "sdkit", *args], capture_output=True, text=True, env=env, timeout=600, **kw
     )
@@ -147,7 +147,7 @@ def test_a_killed_process_leaves_a_folder_the_next_run_completes(tmp_path):
         + "batch: false\n"
     )
     out = tmp_path / "run"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     proc = subprocess.Popen(
         [sys.executable, "-m", "sdkit", "study", "run", str(spec), "--out", str(out), "--no-progress"],
         env=env,

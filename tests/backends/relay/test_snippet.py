@@ -9,7 +9,7 @@ import pytest
 
 from sdkit import ChatRequest, FakeRelay, ImagesRequest, SDExtras, Secret, ValidationError, export_request
 from sdkit.backends.relay.snippet import to_curl, to_javascript, to_python
-from tests.test_apirequest import PAGE_BODY, PAGE_PROMPT
+from tests.backends.relay.test_apirequest import PAGE_BODY, PAGE_PROMPT
 
 KEY = "sk-planted-snippet-0123456789"
 PAGE_HEADERS = ["Accept: application/json", "Authorization: Bearer $SDKIT_API_KEY", "Content-Type: application/json"]

@@ -56,7 +56,7 @@ def test_mistakes_are_named_with_suggestions(solid):
 
 
 def test_installed_packages_add_kinds_through_the_entry_point_group(monkeypatch):
-    point = importlib.metadata.EntryPoint("solid_ep", "tests.test_registry:Solid", registry.ENTRY_POINT_GROUP)
+    point = importlib.metadata.EntryPoint("solid_ep", "tests.backends.test_registry:Solid", registry.ENTRY_POINT_GROUP)
     real = importlib.metadata.entry_points
 
     def entry_points(**kw):

@@ -4,7 +4,7 @@ from PIL import Image
 from sdkit import GenerationParams, Sweep, ValidationError, grid_figure, image_grid, labelled_grid, sweep_grids
 from sdkit.sweeps.grid import MIN_TILE, PLACEHOLDER, wrap_text
 from sdkit.sweeps.runner import run_sweep
-from tests.test_runner import FakeBackend
+from tests.sweeps.test_runner import FakeBackend
 
 
 def solid(colour, size=(64, 64)):
