@@ -33,6 +33,7 @@ _EXPORTS: dict[str, str] = {
     "backend_kinds": "sdkit.backends.registry",
     "create_backend": "sdkit.backends.registry",
     "register_backend": "sdkit.backends.registry",
+    "unregister_backend": "sdkit.backends.registry",
     # sdkit.backends.relay.apirequest
     "ChatRequest": "sdkit.backends.relay.apirequest",
     "ImagesRequest": "sdkit.backends.relay.apirequest",
@@ -237,6 +238,7 @@ __all__ = [
     "save_result",
     "serve_in_background",
     "sweep_grids",
+    "unregister_backend",
     "verify_study",
     "write_png",
     "write_report",
@@ -261,7 +263,7 @@ if _typing.TYPE_CHECKING:  # for type checkers and editors: the same names, impo
     from sdkit.backends.local.embedded import EMBEDDED_MODELS, embedded_model_path
     from sdkit.backends.local.pipeline import MEMORY_PRESETS, LocalBackend
     from sdkit.backends.local.schedulers import A1111_SCHEDULERS
-    from sdkit.backends.registry import backend_kinds, create_backend, register_backend
+    from sdkit.backends.registry import backend_kinds, create_backend, register_backend, unregister_backend
     from sdkit.backends.relay.apirequest import ChatRequest, ImagesRequest, Message, SDExtras
     from sdkit.backends.relay.client import APIReply, AsyncClient, Client, FetchedImage
     from sdkit.backends.relay.fakerelay import FakeRelay, FakeReply

@@ -18,6 +18,9 @@ reads it.
 ``name`` and ``batching`` filled in. Two backends with equal identities make the same pixels from the
 same parameters, so a sweep re-run finds its images in the cache; any change to a pixel-deciding
 setting changes the identity and the images are made again.
+
+Writing a backend: ``tests/backends/conformance.py`` is the contract as tests (a mixin every built-in
+backend runs); subclass it for yours.
 """
 
 from __future__ import annotations
