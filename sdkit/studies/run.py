@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sdkit.backends import registry
-from sdkit.backends.base import capabilities
+from sdkit.backends.base import capabilities, check
 from sdkit.backends.registry import create_backend
 from sdkit.engine.executor import InProcessExecutor, plan
 from sdkit.engine.runfolder import RunFolder
@@ -164,6 +164,7 @@ def run_study(
 
     backend = backend or make_backend(spec)
     caps = capabilities(backend)
+    check(backend, [c.params for c in cells])  # what the backend cannot make is refused before any work
     environment = study_environment(spec, regenerable=caps.regenerable)
     env_path = folder / ENVIRONMENT
     try:

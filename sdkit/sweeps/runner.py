@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sdkit.backends.base import check, identity
 from sdkit.engine.runfolder import RunFolder
 from sdkit.errors import OutputError, SdkitError
 
@@ -38,8 +39,6 @@ IMAGES = "images"
 
 def backend_identity(backend: Backend) -> dict[str, Any]:
     """What about ``backend`` decides the pixels it makes (see :func:`sdkit.backends.base.identity`)."""
-    from sdkit.backends.base import identity
-
     return identity(backend)
 
 
@@ -165,6 +164,7 @@ def run_sweep(
 
     start = time.perf_counter()
     cells = sweep.cells()
+    check(backend, [c.params for c in cells])  # what the backend cannot make is refused before any work
     identity = backend_identity(backend)
     keys = [cache_key(identity, c.params) for c in cells]
     folder = RunFolder(out) if out is not None else None

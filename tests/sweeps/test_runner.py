@@ -328,3 +328,12 @@ def test_a_sweep_interrupted_by_a_signal_resumes_with_no_corrupt_or_orphan_file(
     listed = {Path(c["file"]).name for c in manifest["cells"]}
     on_disk = {p.name for p in (out / "images").iterdir()}
     assert listed == on_disk and len(listed) == 24  # no orphan, no temporary file, nothing missing
+
+
+def test_a_model_the_backend_cannot_load_is_refused_before_any_image(tmp_path):
+    import sdkit
+
+    sweep = Sweep(GenerationParams("x", seed=1, num_inference_steps=2), x="model=tiny,tiny2")
+    with pytest.raises(sdkit.ValidationError, match="did you mean 'tiny'"):
+        run_sweep(sweep, sdkit.LocalBackend(progress=False), tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
