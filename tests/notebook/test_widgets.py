@@ -104,15 +104,16 @@ def test_sweep_panel_runs_shows_the_grid_and_a_viewer(backend):
     assert "guidance_scale" in viewer.info.value and ">7.0<" in viewer.info.value
 
 
-def test_grid_viewer_shows_failed_cells_with_their_error(backend):
+def test_grid_viewer_shows_failed_cells_with_their_error():
     from sdkit import Sweep, run_sweep
     from sdkit.notebook.widgets import GridViewer
+    from tests.sweeps.test_runner import FakeBackend  # a prompt holding FAIL fails
 
-    sweep = Sweep(GenerationParams("x", seed=1, num_inference_steps=1), x="model=tiny,/nonexistent/model")
-    result = run_sweep(sweep, backend, progress=False)
+    sweep = Sweep(GenerationParams("x", seed=1, num_inference_steps=1), x="prompt=x,FAIL here")
+    result = run_sweep(sweep, FakeBackend(), progress=False)
     viewer = GridViewer(result)
     viewer.buttons[1].click()
-    assert "nonexistent" in viewer.info.value
+    assert "GenerationError: cannot draw &#x27;FAIL here&#x27;" in viewer.info.value  # escaped as HTML
     assert viewer.buttons[1].button_style == "danger"
 
 
