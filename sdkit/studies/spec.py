@@ -232,8 +232,8 @@ def _check_cpu(backend: str, threads: object, portable: object) -> None:
         raise _fail("portable", portable, "must be true or false")
     from sdkit.backends.registry import backend_options
 
+    accepted = backend_options(backend)
     for key, value in (("threads", threads), ("portable", portable)):
-        accepted = backend_options(backend)
         if value not in (None, False) and accepted is not None and key not in accepted:
             raise _fail(key, value, f"is not an option of backend {backend!r}")
     if portable and threads not in (None, "auto", 1):

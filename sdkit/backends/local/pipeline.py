@@ -177,10 +177,6 @@ class LocalBackend:
             ident["portable"] = True
         return ident
 
-    def set_threads(self, threads: Threads) -> None:
-        """Use ``threads`` from the next call on (``verify`` replays each batch with the count it was made with)."""
-        self.cpu = CpuSettings(threads, self.cpu.portable)
-
     def __repr__(self) -> str:
         model = self._loaded.model if self._loaded else None
         cpu = f", threads={self.cpu.threads!r}" + (", portable=True" if self.cpu.portable else "")
@@ -401,7 +397,7 @@ class LocalBackend:
 
 def batch_key(p: GenerationParams) -> tuple:
     """Requests with equal keys can share one pipeline call (besides the model, which the planner adds)."""
-    return (p.model, p.num_inference_steps, p.guidance_scale, p.width, p.height, p.scheduler, p.negative_prompt == "")
+    return (p.num_inference_steps, p.guidance_scale, p.width, p.height, p.scheduler, p.negative_prompt == "")
 
 
 def _from_pretrained(cls: Any, source: str, dtype: Any, **kwargs: Any) -> Any:
