@@ -104,6 +104,13 @@ _EXPORTS: dict[str, str] = {
     "SweepPanel": "sdkit.notebook.widgets",
     # sdkit.params
     "GenerationParams": "sdkit.params",
+    # sdkit.prompts.attention
+    "parse_attention": "sdkit.prompts.attention",
+    # sdkit.prompts.schedule
+    "prompt_schedule": "sdkit.prompts.schedule",
+    # sdkit.prompts.tokens
+    "TokenCount": "sdkit.prompts.tokens",
+    "count_tokens": "sdkit.prompts.tokens",
     # sdkit.result
     "GeneratedImage": "sdkit.result",
     "GenerationResult": "sdkit.result",
@@ -207,12 +214,14 @@ __all__ = [
     "SweepPanel",
     "SweepResult",
     "Timings",
+    "TokenCount",
     "UnprocessableEntityError",
     "ValidationError",
     "Verification",
     "__version__",
     "backend_kinds",
     "collect_stream",
+    "count_tokens",
     "create_app",
     "create_backend",
     "embedded_model_path",
@@ -223,6 +232,7 @@ __all__ = [
     "image_grid",
     "labelled_grid",
     "load_manifest",
+    "parse_attention",
     "parse_axis",
     "parse_chat_completion",
     "parse_chat_reply",
@@ -230,6 +240,7 @@ __all__ = [
     "parse_infotext",
     "parse_study_spec",
     "prompt_axis",
+    "prompt_schedule",
     "read_image_metadata",
     "read_png_metadata",
     "register_backend",
@@ -311,6 +322,9 @@ if _typing.TYPE_CHECKING:  # for type checkers and editors: the same names, impo
     from sdkit.metadata.pngfile import read_png_metadata, save_result, write_png
     from sdkit.notebook.widgets import GridViewer, PromptLab, SweepPanel
     from sdkit.params import GenerationParams
+    from sdkit.prompts.attention import parse_attention
+    from sdkit.prompts.schedule import prompt_schedule
+    from sdkit.prompts.tokens import TokenCount, count_tokens
     from sdkit.result import GeneratedImage, GenerationResult, Timings
     from sdkit.secret import Secret
     from sdkit.server.app import create_app

@@ -21,6 +21,7 @@ MAX_SIDE = 2048
 MAX_STEPS = 500
 MAX_GUIDANCE = 100.0
 MAX_IMAGES = 64
+MAX_CLIP_SKIP = 12
 DEFAULT_MODEL = "tiny"
 
 #: Names people type for fields (A1111's, the CLI's flags, other tools'): refused, the field suggested.
@@ -115,6 +116,9 @@ class GenerationParams:
     scheduler: str | None = None
     num_images: int = 1
     model: str = DEFAULT_MODEL
+    # Fields added later are left out of to_dict() at their defaults, so cache keys and records made before
+    # they existed still match (see OMITTED_AT_DEFAULT).
+    clip_skip: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.prompt, str):
@@ -140,6 +144,8 @@ class GenerationParams:
         _check_int("num_images", self.num_images, 1, MAX_IMAGES)
         if not isinstance(self.model, str) or not self.model.strip():
             raise ValidationError("model", self.model, f"must be a model id, a folder or {DEFAULT_MODEL!r}")
+        if self.clip_skip is not None:
+            _check_int("clip_skip", self.clip_skip, 1, MAX_CLIP_SKIP)
 
     @property
     def seeds(self) -> tuple[int, ...]:
@@ -155,7 +161,12 @@ class GenerationParams:
         return self.replace(seed=self.seeds[index], num_images=1)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The fields as JSON-able values; fields added after the first release are left out at their defaults."""
+        data = dataclasses.asdict(self)
+        for name, default in OMITTED_AT_DEFAULT.items():
+            if data.get(name) == default:
+                del data[name]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GenerationParams:
@@ -167,3 +178,8 @@ class GenerationParams:
         if "prompt" not in data:
             raise ValidationError("prompt", None, "is required")
         return cls(**data)
+
+
+#: Fields that to_dict() leaves out at their default value (added after the first release: an old cache key or
+#: record did not have them, and a params object that does not use them must still match it).
+OMITTED_AT_DEFAULT: dict[str, Any] = {"clip_skip": None}

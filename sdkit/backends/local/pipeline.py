@@ -17,6 +17,7 @@ from typing import Any
 from sdkit.backends.base import Capabilities, ResultCallback, StepCallback
 from sdkit.backends.local.cpu import CpuSettings, Threads, cpu_details, import_torch, numerics, resolve_threads
 from sdkit.backends.local.embedded import EMBEDDED_MODELS, NATIVE_SIZE, embedded_model_path, is_embedded
+from sdkit.backends.local.encoding import Conditioning, EmbeddingFolder, PromptEncoder
 from sdkit.backends.local.schedulers import a1111_name, make_scheduler
 from sdkit.engine.planner import plan_batches
 from sdkit.errors import (
@@ -28,6 +29,7 @@ from sdkit.errors import (
     ValidationError,
 )
 from sdkit.params import GenerationParams
+from sdkit.prompts.networks import lift_networks
 from sdkit.result import GenerationResult, Timings
 from sdkit.suggestions import did_you_mean
 
@@ -42,6 +44,8 @@ MEMORY_PRESETS: dict[str, tuple[str, ...]] = {
 }
 DTYPES = ("float32", "float16", "bfloat16")
 DEFAULT_MAX_BATCH = 8
+#: Where textual-inversion embeddings are looked up when ``embeddings=`` is not given.
+EMBEDDINGS_ENV = "SDKIT_EMBEDDINGS_DIR"
 
 
 def _torch():
@@ -99,6 +103,7 @@ class _Loaded:
     native_size: int
     unet_params: int
     load_s: float
+    encoder: PromptEncoder
 
 
 class LocalBackend:
@@ -127,8 +132,12 @@ class LocalBackend:
         max_batch: int = DEFAULT_MAX_BATCH,
         threads: Threads = "auto",
         portable: bool = False,
+        embeddings: str | Path | None = None,
     ) -> None:
         self.cpu = CpuSettings(threads, portable)
+        if embeddings is None:
+            embeddings = os.environ.get(EMBEDDINGS_ENV) or None
+        self.embeddings = EmbeddingFolder(embeddings) if embeddings is not None else None
         if portable and device not in (None, "auto", "cpu"):
             raise ValidationError(
                 "device", device, "portable mode is for the CPU (GPU results depend on the GPU and its libraries)"
@@ -166,6 +175,8 @@ class LocalBackend:
         missing path, a file or folder that is not a diffusers pipeline, an uncached hub id while offline."""
         for model in dict.fromkeys(p.model for p in params):
             check_model(model)
+        for p in params:
+            check_prompt_networks(p)
 
     def identity(self) -> dict[str, Any]:
         """Device, dtype and memory preset; the thread count when pinned and portable mode when on
@@ -175,6 +186,8 @@ class LocalBackend:
             ident["threads"] = self.cpu.threads
         if self.cpu.portable:
             ident["portable"] = True
+        if self.embeddings is not None:
+            ident["embeddings"] = str(self.embeddings.folder)
         return ident
 
     def __repr__(self) -> str:
@@ -248,6 +261,7 @@ class LocalBackend:
             native_size=int(native) if native else NATIVE_SIZE,
             unet_params=sum(p.numel() for p in pipe.unet.parameters()),
             load_s=time.perf_counter() - start,
+            encoder=PromptEncoder(pipe, self.embeddings),
         )
         return self._loaded
 
@@ -313,43 +327,65 @@ class LocalBackend:
     def _run(
         self, batch: list[int], params: Sequence[GenerationParams], on_step: StepCallback | None
     ) -> list[GenerationResult]:
-        torch = _torch()
         first = params[batch[0]]
         was_loaded = self._loaded is not None and self._loaded.model == first.model
         loaded = self._load(first.model)
         load_s = 0.0 if was_loaded else loaded.load_s
         pipe = loaded.pipe
-        width = first.width or loaded.native_size
-        height = first.height or loaded.native_size
         if first.scheduler is None:
             pipe.scheduler = make_scheduler(loaded.base_scheduler[0], loaded.base_scheduler[1])
         else:
             pipe.scheduler = make_scheduler(first.scheduler, loaded.base_scheduler[1])
+        # Requests whose prompts need different numbers of 75-token chunks go in separate calls: padding a
+        # short prompt to a long neighbour's length would make its image depend on the neighbour.
+        groups: dict[int, list[int]] = {}
+        for i in batch:
+            p = params[i]
+            check_prompt_networks(p)
+            texts = (prompt_text(p.prompt), prompt_text(p.negative_prompt))
+            groups.setdefault(loaded.encoder.chunk_count(texts, p.num_inference_steps), []).append(i)
+        done: dict[int, GenerationResult] = {}
+        for group in groups.values():
+            for i, result in zip(group, self._call(group, params, on_step, loaded, load_s), strict=True):
+                done[i] = result
+            load_s = 0.0
+        return [done[i] for i in batch]
+
+    def _call(
+        self,
+        batch: list[int],
+        params: Sequence[GenerationParams],
+        on_step: StepCallback | None,
+        loaded: _Loaded,
+        load_s: float,
+    ) -> list[GenerationResult]:
+        torch = _torch()
+        first = params[batch[0]]
+        pipe = loaded.pipe
+        width = first.width or loaded.native_size
+        height = first.height or loaded.native_size
         sched_cls = type(pipe.scheduler).__name__
         sched_cfg = dict(pipe.scheduler.config)
         prompts, negatives, generators = [], [], []
         for i in batch:
             p = params[i]
             for seed in p.seeds:
-                prompts.append(p.prompt)
-                negatives.append(p.negative_prompt)
+                prompts.append(prompt_text(p.prompt))
+                negatives.append(prompt_text(p.negative_prompt))
                 generators.append(torch.Generator("cpu").manual_seed(seed))
-        kwargs: dict[str, Any] = {}
-        if on_step is not None:
-
-            def _callback(_pipe, step, _t, tensors):
-                # Heun, DPM2 and PNDM call back more often than num_inference_steps: count the pipeline's own
-                on_step(step + 1, getattr(_pipe, "num_timesteps", None) or first.num_inference_steps)
-                return tensors
-
-            kwargs["callback_on_step_end"] = _callback
-        _warn_truncated(pipe, prompts, negatives)
         threads = resolve_threads(self.cpu, self.device, loaded.unet_params, images=len(prompts), pixels=width * height)
+        with torch.inference_mode(), numerics(torch, threads, portable=self.cpu.portable):
+            zero = not any(negatives) and bool(pipe.config.get("force_zeros_for_empty_prompt", False))
+            cond = loaded.encoder.conditioning(
+                prompts, negatives, steps=first.num_inference_steps, clip_skip=first.clip_skip, zero_negative=zero
+            )
+        kwargs: dict[str, Any] = dict(cond.kwargs)
+        callback = _step_callback(on_step, cond, first.num_inference_steps)
+        if callback is not None:
+            kwargs["callback_on_step_end"] = callback
         start = time.perf_counter()
         with torch.inference_mode(), numerics(torch, threads, portable=self.cpu.portable):
             out = pipe(
-                prompt=prompts,
-                negative_prompt=negatives if any(negatives) else None,
                 num_inference_steps=first.num_inference_steps,
                 guidance_scale=first.guidance_scale,
                 width=width,
@@ -374,6 +410,10 @@ class LocalBackend:
             **cpu_details(torch, threads, portable=self.cpu.portable),
             "versions": dict(_versions()),
         }
+        if cond.chunks > 1:
+            details["prompt_chunks"] = cond.chunks
+        if cond.embeddings:
+            details["ti_hashes"] = dict(cond.embeddings)
         results = []
         offset = 0
         for i in batch:
@@ -395,9 +435,49 @@ class LocalBackend:
         return results
 
 
+def _step_callback(on_step: StepCallback | None, cond: Conditioning, steps: int) -> Any:
+    """One ``callback_on_step_end``: progress, and the prompt's next conditioning when it changes."""
+    if on_step is None and cond.callback is None:
+        return None
+
+    def callback(pipe: Any, step: int, t: Any, tensors: dict) -> dict:
+        if cond.callback is not None:
+            tensors = cond.callback(pipe, step, t, tensors)
+        if on_step is not None:
+            # Heun, DPM2 and PNDM call back more often than num_inference_steps: count the pipeline's own
+            on_step(step + 1, getattr(pipe, "num_timesteps", None) or steps)
+        return tensors
+
+    return callback
+
+
+def prompt_text(text: str) -> str:
+    """The text the text encoder reads: network tags (``<lora:…>``) taken out."""
+    return lift_networks(text)[0] if "<" in text else text
+
+
+def check_prompt_networks(p: GenerationParams) -> None:
+    """Refuse network tags this backend cannot apply, naming the tag."""
+    for field, text in (("prompt", p.prompt), ("negative_prompt", p.negative_prompt)):
+        if "<" not in text:
+            continue
+        for tag in lift_networks(text, field=field)[1]:
+            if tag.kind == "hypernet":
+                raise ValidationError(field, str(tag), "hypernetworks are not supported; use a LoRA instead")
+            raise ValidationError(field, str(tag), f"LoRA {tag.name!r} cannot be loaded: no LoRA folder has it")
+
+
 def batch_key(p: GenerationParams) -> tuple:
     """Requests with equal keys can share one pipeline call (besides the model, which the planner adds)."""
-    return (p.num_inference_steps, p.guidance_scale, p.width, p.height, p.scheduler, p.negative_prompt == "")
+    return (
+        p.num_inference_steps,
+        p.guidance_scale,
+        p.width,
+        p.height,
+        p.scheduler,
+        p.negative_prompt == "",
+        p.clip_skip,
+    )
 
 
 def _from_pretrained(cls: Any, source: str, dtype: Any, **kwargs: Any) -> Any:
@@ -412,48 +492,9 @@ def _is_text2image(pipe: Any) -> bool:
     return not any(word in name for word in ("Img2Img", "Inpaint", "InstructPix2Pix", "Upscale", "Depth2Img"))
 
 
-class _TruncationNotice(logging.Filter):
-    """Drops diffusers' "The following part of your input was truncated …" line, which prints the prompt's text."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("The following part of your input was truncated")
-
-
-_TRUNCATION_NOTICE = _TruncationNotice()
-
-
-def _warn_truncated(pipe: Any, prompts: Sequence[str], negatives: Sequence[str]) -> None:
-    """Warn once per prompt longer than the text encoder's token window, naming how many tokens are
-    dropped and the window (not the text: prompts can be private). Long prompts are cut, not yet
-    chunked; diffusers' own notice (the dropped text) and transformers' ("indexing errors", which
-    cannot happen here) are silenced."""
-    tokenizers = [t for t in (getattr(pipe, "tokenizer", None), getattr(pipe, "tokenizer_2", None)) if t is not None]
-    if not tokenizers:
-        return
-    logging.getLogger(type(pipe).__module__).addFilter(_TRUNCATION_NOTICE)
-    for tokenizer in tokenizers:
-        if isinstance(getattr(tokenizer, "deprecation_warnings", None), dict):
-            tokenizer.deprecation_warnings["sequence-length-is-longer-than-the-specified-maximum"] = True
-    for kind, texts in (("prompt", prompts), ("negative prompt", negatives)):
-        for text in dict.fromkeys(texts):
-            if not text:
-                continue
-            sizes = [(len(t(text, verbose=False).input_ids), t.model_max_length) for t in tokenizers]
-            length, window = max(sizes, key=lambda size: size[0] - size[1])
-            if length > window:
-                warnings.warn(
-                    f"a {kind} of {length} tokens was cut to the model's window of {window} "
-                    f"(start and end tokens included): its last {length - window} "
-                    f"token{'s are' if length - window > 1 else ' is'} dropped",
-                    UserWarning,
-                    stacklevel=2,
-                )
-
-
 def _hide_torchvision_notice() -> None:
     """transformers says, once per image-processor class, that torchvision is missing and it falls back
     to PIL: sdkit needs neither. Only that logger is quietened, and only when nobody set its level."""
-    import logging
 
     notice = logging.getLogger("transformers.utils.import_utils")
     if notice.level == logging.NOTSET:
@@ -593,3 +634,8 @@ def _versions() -> dict[str, str]:
         except PackageNotFoundError:  # pragma: no cover
             pass
     return out
+
+
+def model_folder(model: str) -> tuple[Path | None, str | None]:
+    """The folder ``model`` loads from (and its hub revision); refuses what cannot be a model, as loading does."""
+    return _model_folder(model)

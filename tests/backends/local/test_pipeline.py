@@ -243,45 +243,6 @@ def test_a_local_diffusers_folder_and_the_embedded_models_pass(tmp_path):
         check_model(name)  # embedded: nothing is built to check them
 
 
-def test_a_prompt_longer_than_the_window_warns_once_with_the_count_not_the_text(backend):
-    import logging
-    import warnings
-
-    records = []
-    handler = logging.Handler(logging.WARNING)
-    handler.emit = records.append
-    logging.getLogger("diffusers").addHandler(handler)
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            backend.generate(GenerationParams("red " * 75, seed=1, num_inference_steps=1))  # 75 + 2 = 77 tokens
-            assert caught == []
-            # the tiny tokenizer knows "red" and "circle" whole: 100 words are 102 tokens with start and end
-            backend.generate(
-                GenerationParams("red circle " * 50, negative_prompt="blue " * 76, seed=1, num_inference_steps=1)
-            )
-    finally:
-        logging.getLogger("diffusers").removeHandler(handler)
-    messages = [str(w.message) for w in caught]
-    assert messages == [
-        "a prompt of 102 tokens was cut to the model's window of 77 (start and end tokens included): "
-        "its last 25 tokens are dropped",
-        "a negative prompt of 78 tokens was cut to the model's window of 77 (start and end tokens included): "
-        "its last 1 token is dropped",
-    ]
-    assert all(issubclass(w.category, UserWarning) for w in caught)
-    assert not [r for r in records if "truncated" in r.getMessage()]  # diffusers' line printed the dropped text
-
-
-def test_the_same_long_prompt_in_one_call_warns_once(backend):
-    import warnings
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        backend.generate(GenerationParams("red circle " * 50, seed=1, num_inference_steps=1, num_images=3))
-    assert len(caught) == 1
-
-
 def test_a_near_miss_embedded_name_suggests_the_right_one():
     from sdkit.backends.local.embedded import embedded_model_path
 
