@@ -35,6 +35,7 @@ FIELD_ALIASES = {
     "n": "num_images",
     "batch_size": "num_images",
     "checkpoint": "model",
+    "clip_stop_at_last_layers": "clip_skip",
 }
 
 

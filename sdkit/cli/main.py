@@ -62,6 +62,17 @@ def _add_generation_args(p: argparse.ArgumentParser) -> None:
         help="diffusers model id, local folder, or an embedded model (tiny, tiny-random, tiny-sdxl)",
     )
     p.add_argument("--n", type=int, default=1, metavar="N", help="number of images (seeds SEED, SEED+1, …)")
+    _add_clip_skip(p)
+
+
+def _add_clip_skip(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--clip-skip",
+        type=int,
+        default=None,
+        metavar="N",
+        help="CLIP skip as in A1111: 1 = the text encoder's last layer (the default), 2 = the one before, …",
+    )
 
 
 def _threads(text: str):
@@ -85,6 +96,13 @@ def _add_cpu_args(p: argparse.ArgumentParser) -> None:
         metavar="N|auto",
         help="torch threads (default auto: 1 for small calls such as one tiny image, one per core for larger ones)",
     )
+    p.add_argument(
+        "--embeddings",
+        default=None,
+        metavar="DIR",
+        help="folder of textual-inversion embeddings, used where their file name is a word of the prompt "
+        "(default: $SDKIT_EMBEDDINGS_DIR)",
+    )
     cpu.add_argument(
         "--portable",
         action="store_true",
@@ -102,6 +120,7 @@ def _backend_from_args(args: argparse.Namespace, params: list[GenerationParams],
         "memory": None if args.memory == "none" else args.memory,  # the defaults are the backend's own
         "threads": None if args.threads == "auto" else args.threads,
         "portable": args.portable or None,
+        "embeddings": getattr(args, "embeddings", None),
         "max_batch": getattr(args, "max_batch", None),
         "base_url": args.base_url,
         "sd_extras": args.sd_extras or None,
@@ -254,6 +273,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         memory=args.memory,
         threads=args.threads,
         portable=args.portable,
+        embeddings=args.embeddings,
         max_work=args.max_work,
         request_timeout_s=args.timeout,
     )
@@ -289,6 +309,7 @@ def _params_from_args(args: argparse.Namespace):
         scheduler=args.scheduler,
         num_images=args.n,
         model=args.model,
+        clip_skip=getattr(args, "clip_skip", None),
     )
 
 
@@ -462,6 +483,7 @@ def _add_sweep_parser(sub) -> None:
     sw.add_argument("--size", default=None, metavar="WxH", help="image size (default: the model's native size)")
     sw.add_argument("--scheduler", default=None, metavar="NAME", help="A1111 sampler name or diffusers class name")
     sw.add_argument("--model", default=DEFAULT_MODEL, metavar="ID|PATH|tiny", help="model (default: the embedded tiny)")
+    _add_clip_skip(sw)
     prompts = sw.add_mutually_exclusive_group()
     prompts.add_argument("--matrix", action="store_true", help="PROMPT is a prompt matrix base|a|b (first free axis)")
     prompts.add_argument(

@@ -114,6 +114,7 @@ def create_app(
     memory: str = "none",
     threads: int | str = "auto",
     portable: bool = False,
+    embeddings: str | None = None,
     max_work: int | None = None,
     max_prompt_chars: int = DEFAULT_MAX_PROMPT_CHARS,
     request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S,
@@ -124,7 +125,7 @@ def create_app(
 
     ``backend`` left out: ``concurrency`` backends of :data:`SERVED_KIND` (a :class:`~sdkit.LocalBackend`)
     on each ``device`` (``"cuda:0,cuda:1"`` names several), each a worker running one pipeline call at
-    a time; ``dtype``, ``memory``, ``threads`` and ``portable`` go to each (see
+    a time; ``dtype``, ``memory``, ``threads``, ``portable`` and ``embeddings`` go to each (see
     :mod:`sdkit.backends.local.cpu`). Or give one backend, or a list (one worker each).
     ``model`` is what the backend loads (``tiny``, a hub id, a folder); clients name it
     ``model_id`` (default: ``model``, a folder's name for a path) or ``stable-diffusion-api``.
@@ -155,7 +156,14 @@ def create_app(
     keys = check_keys(api_keys)
     served = served_model(model, model_id)
     workers = build_backends(
-        backend, concurrency, device=device, dtype=dtype, memory=memory, threads=threads, portable=portable
+        backend,
+        concurrency,
+        device=device,
+        dtype=dtype,
+        memory=memory,
+        threads=threads,
+        portable=portable,
+        embeddings=embeddings,
     )
     queue = JobQueue(workers, max_queue=max_queue, warmup=model)
     state = ServerState(

@@ -49,6 +49,7 @@ AXIS_PARAMS: dict[str, tuple[str, str]] = {
     "prompt": ("str", "Prompt"),
     "negative_prompt": ("str", "Negative"),
     "prompt_sr": ("str", "Prompt S/R"),
+    "clip_skip": ("int", "Clip skip"),
 }
 
 #: Other names people type (A1111's labels, the CLI's flags), case-insensitive.
@@ -62,6 +63,7 @@ ALIASES: dict[str, str] = {
     "checkpoint name": "model",
     "negative": "negative_prompt",
     "prompt s/r": "prompt_sr",
+    "clip skip": "clip_skip",
 }
 
 #: Parameters applied first (they set the prompt that Prompt S/R then edits) and last.

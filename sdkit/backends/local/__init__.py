@@ -21,6 +21,7 @@ def create(
     max_batch: int | None = None,
     threads: Any = "auto",
     portable: bool = False,
+    embeddings: Any = None,
 ) -> LocalBackend:
     """The registry's factory for kind ``local`` (see :class:`~sdkit.LocalBackend` for the options)."""
     from sdkit.backends.local.pipeline import DEFAULT_MAX_BATCH, LocalBackend
@@ -33,4 +34,5 @@ def create(
         max_batch=DEFAULT_MAX_BATCH if max_batch is None else max_batch,
         threads=threads,
         portable=portable,
+        embeddings=embeddings,
     )
