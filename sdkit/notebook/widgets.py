@@ -16,7 +16,7 @@ from sdkit.backends.base import capabilities
 from sdkit.backends.local.schedulers import A1111_SCHEDULERS
 from sdkit.errors import MissingDependencyError, SdkitError, ValidationError
 from sdkit.metadata.pngfile import png_bytes
-from sdkit.params import DEFAULT_MODEL, MAX_SEED, GenerationParams
+from sdkit.params import DEFAULT_MODEL, MAX_CLIP_SKIP, MAX_SEED, GenerationParams
 from sdkit.sweeps.axis import AXIS_PARAMS
 from sdkit.sweeps.grid import MIN_TILE
 from sdkit.sweeps.runner import SweepResult, run_sweep
@@ -117,6 +117,7 @@ class PromptLab:
         self.negative_prompt = w.Textarea(
             value=start.negative_prompt, description="Negative", layout=w.Layout(width="100%")
         )
+        self.tokens = w.HTML(value="")  # A1111's counter: "7/75 · 1 chunk" under the prompt
         self.seed = w.BoundedIntText(value=start.seed, min=0, max=MAX_SEED, description="Seed")
         self.lock_seed = w.Checkbox(value=True, description="lock seed", indent=False)
         self.steps = w.IntSlider(
@@ -132,6 +133,7 @@ class PromptLab:
         )
         self.backend = w.Dropdown(options=list(self.backends), description="Backend")
         self.model = w.Combobox(value=start.model, options=list(models), description="Model", ensure_option=False)
+        self.clip_skip = w.BoundedIntText(value=start.clip_skip or 1, min=1, max=MAX_CLIP_SKIP, description="Clip skip")
         self.generate_button = w.Button(description="Generate", button_style="primary", icon="paint-brush")
         self.progress = w.IntProgress(value=0, min=0, max=1, description="", layout=w.Layout(width="50%"))
         self.status = w.HTML(value="")
@@ -145,11 +147,12 @@ class PromptLab:
             [
                 self.prompt,
                 self.negative_prompt,
+                self.tokens,
                 w.HBox([self.seed, self.lock_seed]),
                 self.steps,
                 self.guidance,
                 w.HBox([self.width, self.height]),
-                self.scheduler,
+                w.HBox([self.scheduler, self.clip_skip]),
                 w.HBox([self.backend, self.model]),
                 w.HBox([self.generate_button, self.progress]),
                 self.status,
@@ -159,6 +162,28 @@ class PromptLab:
         self.container = w.VBox(
             [w.HBox([controls, self.image]), w.HTML("<b>History</b> (click to restore)"), self.history_box, self.code]
         )
+        for control in (self.prompt, self.negative_prompt, self.model):
+            control.observe(lambda _change: self.count_tokens(), names="value")
+        self.count_tokens()
+
+    def count_tokens(self) -> str:
+        """Update the token counter under the prompt (``7/75 · 1 chunk``; the negative prompt's after it) for
+        the chosen model's tokenizer; empty for a model whose tokenizer is not on this machine."""
+        from sdkit.prompts.tokens import count_tokens
+
+        try:
+            model = self.model.value.strip()
+            counts = [count_tokens(self.prompt.value, model)]
+            if self.negative_prompt.value.strip():
+                counts.append(count_tokens(self.negative_prompt.value, model))
+        except Exception:  # a remote model, a half-typed folder: no counter rather than an error while typing
+            self.tokens.value = ""
+            return ""
+        text = f"{counts[0]} · {counts[0].label}"
+        if len(counts) > 1:
+            text += f" · negative {counts[1]}"
+        self.tokens.value = f"<small>tokens {text}</small>"
+        return text
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
         """The panel in a notebook; a short text where widgets cannot show (a code host, a terminal)."""
@@ -181,6 +206,7 @@ class PromptLab:
             height=self.height.value or None,
             scheduler=None if self.scheduler.value == MODEL_DEFAULT else self.scheduler.value,
             model=self.model.value.strip(),
+            clip_skip=None if self.clip_skip.value == 1 else self.clip_skip.value,
         )
 
     def set_params(self, params: GenerationParams, backend: str | None = None) -> None:
@@ -198,6 +224,7 @@ class PromptLab:
         self.height.value = params.height or 0
         self.scheduler.value = params.scheduler or MODEL_DEFAULT
         self.model.value = params.model
+        self.clip_skip.value = params.clip_skip or 1
         if backend in self.backends:
             self.backend.value = backend
 

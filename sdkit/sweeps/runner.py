@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from sdkit.backends.base import check, identity
 from sdkit.engine.runfolder import RunFolder
 from sdkit.errors import OutputError, SdkitError
+from sdkit.prompts.syntax import ENCODING_VERSION, may_use_prompt_language
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -43,8 +44,14 @@ def backend_identity(backend: Backend) -> dict[str, Any]:
 
 
 def cache_key(identity: Mapping[str, Any], params: GenerationParams) -> str:
-    """sha256 of (backend identity, parameters incl. model and seed): equal keys mean the same image."""
-    blob = json.dumps({"backend": dict(identity), "params": params.to_dict()}, sort_keys=True, ensure_ascii=False)
+    """sha256 of (backend identity, parameters incl. model and seed): equal keys mean the same image.
+
+    Prompts that may use A1111's prompt language (weights, BREAK, edits, tags, over 75 tokens) also carry the
+    encoding's version: images cached before sdkit read that language were made from the literal text."""
+    key: dict[str, Any] = {"backend": dict(identity), "params": params.to_dict()}
+    if may_use_prompt_language(params.prompt) or may_use_prompt_language(params.negative_prompt):
+        key["prompt_language"] = ENCODING_VERSION
+    blob = json.dumps(key, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 

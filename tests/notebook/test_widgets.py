@@ -425,3 +425,24 @@ def test_panels_take_a_backend_kind_by_name_through_the_registry():
     assert isinstance(SweepPanel("local").backend_, sdkit.LocalBackend)
     with pytest.raises(sdkit.ValidationError, match="did you mean 'local'"):
         PromptLab("locl")
+
+
+def test_prompt_lab_counts_tokens_as_the_prompt_changes_and_takes_the_syntax(lab):
+    lab.prompt.value = "a (red:1.5) circle on a [blue] background"
+    assert "7/75 · 1 chunk" in lab.tokens.value
+    lab.prompt.value = "red " * 80
+    assert "80/150 · 2 chunks" in lab.tokens.value
+    lab.negative_prompt.value = "green"
+    assert "negative 1/75" in lab.tokens.value
+    lab.negative_prompt.value = ""
+    lab.prompt.value = "a [red:green:0.5] circle BREAK on a blue background"
+    lab.clip_skip.value = 2
+    result = lab.generate()
+    assert result is not None and result.params.clip_skip == 2
+    assert "clip_skip=2" in lab.code.value
+    lab.clip_skip.value = 1
+    assert lab.params().clip_skip is None
+    lab.set_params(result.params)
+    assert lab.clip_skip.value == 2
+    lab.model.value = "no/such-model-here"
+    assert lab.tokens.value == ""  # no tokenizer on this machine: no counter, no error

@@ -27,19 +27,12 @@ from typing import Any
 from sdkit.errors import ModelError, ValidationError
 from sdkit.prompts.attention import parse_attention
 from sdkit.prompts.chunks import CHUNK_TOKENS, Chunk, chunk_fragments
-from sdkit.prompts.schedule import has_schedule, prompt_schedule
+from sdkit.prompts.schedule import prompt_schedule
+from sdkit.prompts.syntax import is_plain_text
 
-__all__ = ["Conditioning", "EmbeddingFolder", "PromptEncoder", "is_plain_text"]
+__all__ = ["Conditioning", "EmbeddingFolder", "PromptEncoder"]
 
 EMBEDDING_SUFFIXES = (".pt", ".safetensors", ".bin")
-
-
-def is_plain_text(text: str) -> bool:
-    """Whether ``text`` uses none of the syntax: no weights, brackets, escapes, BREAK, edits or alternation."""
-    if not any(c in text for c in "()[]\\") and "BREAK" not in text:
-        return True
-    fragments = parse_attention(text)
-    return len(fragments) == 1 and fragments[0] == (text, 1.0) and not has_schedule(text)
 
 
 # --- textual inversion -----------------------------------------------------------------------------------
