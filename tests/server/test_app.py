@@ -93,6 +93,17 @@ def test_chat_reply_has_the_page_fields_and_pngs_carry_the_local_record(client, 
     assert KEY not in json.dumps(served["record"]) + served["parameters"]
 
 
+def test_the_server_reads_a1111s_prompt_language_as_the_local_backend_does(client, backend):
+    prompt = "a (red:1.4) circle BREAK on a [blue|green] background, " + "plain shape, " * 30
+    reply = client.post("/v1/chat/completions", json=_chat(prompt, seed=5))
+    assert reply.status_code == 200, reply.text
+    (png,) = _pngs(reply.json()["choices"][0]["message"]["content"])
+    local = backend.generate(GenerationParams(prompt, seed=5, num_inference_steps=STEPS))
+    assert _png_info(png)["pixels"] == local.images[0].tobytes()
+    plain = backend.generate(GenerationParams(prompt.replace("(red:1.4)", "red"), seed=5, num_inference_steps=STEPS))
+    assert plain.images[0].tobytes() != local.images[0].tobytes()
+
+
 def test_openai_package_chat_completions_create(openai_client):
     reply = openai_client.chat.completions.create(
         model="stable-diffusion-api",
