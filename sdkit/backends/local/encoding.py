@@ -30,7 +30,7 @@ from sdkit.prompts.chunks import CHUNK_TOKENS, Chunk, chunk_fragments
 from sdkit.prompts.schedule import prompt_schedule
 from sdkit.prompts.syntax import is_plain_text
 
-__all__ = ["Conditioning", "EmbeddingFolder", "PromptEncoder"]
+__all__ = ["Conditioning", "EmbeddingFolder", "PromptEncoder", "TextOnlyEncoder", "encoder_for"]
 
 EMBEDDING_SUFFIXES = (".pt", ".safetensors", ".bin")
 
@@ -406,3 +406,40 @@ def _swapper(by_point: list[tuple[int, tuple]], steps: int, sdxl: bool) -> Calla
         return tensors
 
     return callback
+
+
+class TextOnlyEncoder:
+    """For a pipeline without CLIP text encoders (sdkit's language needs them): prompts go to it as text,
+    and a prompt that uses the language, or ``clip_skip``, is refused naming the pipeline."""
+
+    def __init__(self, pipe: Any) -> None:
+        self.name = type(pipe).__name__
+
+    def chunk_count(self, texts: Sequence[str], steps: int) -> int:
+        return 1
+
+    def conditioning(
+        self,
+        prompts: Sequence[str],
+        negatives: Sequence[str],
+        *,
+        steps: int,
+        clip_skip: int | None = None,
+        zero_negative: bool = False,
+    ) -> Conditioning:
+        if clip_skip is not None and clip_skip > 1:
+            raise ValidationError("clip_skip", clip_skip, f"needs a CLIP text encoder, which {self.name} has not")
+        for text in (*prompts, *negatives):
+            if not is_plain_text(text):
+                raise ValidationError(
+                    "prompt", text, f"uses A1111's prompt language, which needs a CLIP text encoder ({self.name})"
+                )
+        return Conditioning({"prompt": list(prompts), "negative_prompt": list(negatives) if any(negatives) else None})
+
+
+def encoder_for(pipe: Any, embeddings: EmbeddingFolder | None) -> PromptEncoder | TextOnlyEncoder:
+    """The prompt encoder for ``pipe``: A1111's language on CLIP text encoders, plain text otherwise."""
+    try:
+        return PromptEncoder(pipe, embeddings)
+    except ModelError:
+        return TextOnlyEncoder(pipe)

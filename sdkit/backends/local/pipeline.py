@@ -17,7 +17,13 @@ from typing import Any
 from sdkit.backends.base import Capabilities, ResultCallback, StepCallback
 from sdkit.backends.local.cpu import CpuSettings, Threads, cpu_details, import_torch, numerics, resolve_threads
 from sdkit.backends.local.embedded import EMBEDDED_MODELS, NATIVE_SIZE, embedded_model_path, is_embedded
-from sdkit.backends.local.encoding import Conditioning, EmbeddingFolder, PromptEncoder
+from sdkit.backends.local.encoding import (
+    Conditioning,
+    EmbeddingFolder,
+    PromptEncoder,
+    TextOnlyEncoder,
+    encoder_for,
+)
 from sdkit.backends.local.schedulers import a1111_name, make_scheduler
 from sdkit.engine.planner import plan_batches
 from sdkit.errors import (
@@ -103,7 +109,7 @@ class _Loaded:
     native_size: int
     unet_params: int
     load_s: float
-    encoder: PromptEncoder
+    encoder: PromptEncoder | TextOnlyEncoder
 
 
 class LocalBackend:
@@ -261,7 +267,7 @@ class LocalBackend:
             native_size=int(native) if native else NATIVE_SIZE,
             unet_params=sum(p.numel() for p in pipe.unet.parameters()),
             load_s=time.perf_counter() - start,
-            encoder=PromptEncoder(pipe, self.embeddings),
+            encoder=encoder_for(pipe, self.embeddings),
         )
         return self._loaded
 

@@ -113,3 +113,18 @@ def test_an_unknown_lora_tag_is_refused_before_any_work_naming_it(backend):
         check(backend, [params])
     with pytest.raises(ValidationError, match="hypernetworks"):
         check(backend, [params.replace(prompt=BASE + " <hypernet:h:1>")])
+
+
+def test_a_pipeline_without_clip_text_encoders_takes_plain_text_and_refuses_the_language():
+    from sdkit.backends.local.encoding import TextOnlyEncoder, encoder_for
+
+    class NoClip:
+        pass
+
+    encoder = encoder_for(NoClip(), None)
+    assert isinstance(encoder, TextOnlyEncoder)
+    assert encoder.conditioning(["a cat"], [""], steps=4).kwargs == {"prompt": ["a cat"], "negative_prompt": None}
+    with pytest.raises(ValidationError, match=r"prompt='a \(cat:1.2\)'.*NoClip"):
+        encoder.conditioning(["a (cat:1.2)"], [""], steps=4)
+    with pytest.raises(ValidationError, match="clip_skip"):
+        encoder.conditioning(["a cat"], [""], steps=4, clip_skip=2)
