@@ -95,6 +95,15 @@ def test_sdxl_weights_break_editing_and_clip_skip():
     base = pixels(backend, BASE, model="tiny-sdxl", num_inference_steps=4)
     same = pixels(backend, "a (red:1.0) circle on a blue background", model="tiny-sdxl", num_inference_steps=4)
     assert np.array_equal(same, base)
+    negative = pixels(backend, BASE, model="tiny-sdxl", num_inference_steps=4, negative_prompt="green")
+    weighted_one = pixels(
+        backend,
+        "a (red:1.0) circle on a blue background",
+        model="tiny-sdxl",
+        num_inference_steps=4,
+        negative_prompt="green",
+    )
+    assert np.array_equal(weighted_one, negative)  # both encoders, the pooled embedding and the negative alike
     for prompt, kw in [
         ("a (red:1.5) circle on a blue background", {}),
         ("a red circle BREAK on a blue background", {}),
