@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from sdkit import __version__
 from sdkit.errors import OutputError
 from sdkit.metadata.imagemeta import read_image_metadata
-from sdkit.metadata.infotext import format_infotext, parse_infotext
+from sdkit.metadata.infotext import a1111_order, format_infotext, parse_infotext
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -58,8 +58,18 @@ RECORD_KEY = "sdkit"
 INFOTEXT_KEY = "parameters"
 
 
-def record_infotext(record: Mapping[str, Any]) -> str:
-    """A1111 infotext for one image's sdkit record."""
+#: The key of a record's optional mapping of further infotext pairs (``{"Clip skip": 2, "TI hashes": "…"}``).
+INFOTEXT_EXTRAS_KEY = "infotext"
+
+
+def record_infotext(record: Mapping[str, Any], extras: Mapping[str, Any] | None = None) -> str:
+    """A1111 infotext for one image's sdkit record.
+
+    Further pairs (``Clip skip``, ``Variation seed``, ``Denoising strength``, ``Hires upscale``,
+    ``Lora hashes``, ``TI hashes``, …) come from ``extras`` and from the record's own ``infotext``
+    mapping (``extras`` wins); every key lands in A1111's place and spelling (:func:`a1111_order`),
+    and a key whose value is None is left out, so a record without them gives the text it always gave.
+    """
     p = record["params"]
     size = f"{p['width']}x{p['height']}" if p.get("width") and p.get("height") else None
     model = record.get("model")
@@ -76,7 +86,9 @@ def record_infotext(record: Mapping[str, Any]) -> str:
         "Backend": record.get("backend") if record.get("backend") != "local" else None,
         "Version": f"sdkit {record.get('sdkit', __version__)}",
     }
-    return format_infotext(p["prompt"], p.get("negative_prompt", ""), pairs)
+    pairs.update(record.get(INFOTEXT_EXTRAS_KEY) or {})
+    pairs.update(extras or {})
+    return format_infotext(p["prompt"], p.get("negative_prompt", ""), a1111_order(pairs))
 
 
 @cache
@@ -164,14 +176,21 @@ def _write_numbered(folder: Path, number: int, stem: str, data: bytes) -> tuple[
     return path, number
 
 
-def png_bytes(image: Image, record: Mapping[str, Any] | None = None, *, compress_level: int = 6) -> bytes:
-    """PNG bytes of ``image``; with a ``record``, carrying ``parameters`` (A1111) and ``sdkit`` (JSON) text
-    chunks. ``compress_level`` 1 encodes previews ~5x faster, a little larger."""
+def png_bytes(
+    image: Image,
+    record: Mapping[str, Any] | None = None,
+    *,
+    compress_level: int = 6,
+    infotext_extras: Mapping[str, Any] | None = None,
+) -> bytes:
+    """PNG bytes of ``image``; with a ``record``, carrying ``parameters`` (A1111, with ``infotext_extras``:
+    see :func:`record_infotext`) and ``sdkit`` (JSON) text chunks. ``compress_level`` 1 encodes previews ~5x
+    faster, a little larger."""
     from PIL.PngImagePlugin import PngInfo
 
     info = PngInfo()
     if record is not None:
-        info.add_text(INFOTEXT_KEY, record_infotext(record))
+        info.add_text(INFOTEXT_KEY, record_infotext(record, infotext_extras))
         info.add_text(RECORD_KEY, json.dumps(record, sort_keys=True, ensure_ascii=False))
     buf = io.BytesIO()
     image.save(buf, format="PNG", pnginfo=info, compress_level=compress_level)
