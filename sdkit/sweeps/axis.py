@@ -69,12 +69,17 @@ ALIASES: dict[str, str] = {
 #: Parameters applied first (they set the prompt that Prompt S/R then edits) and last.
 _ORDER = {"model": 0, "prompt": 1, "negative_prompt": 2, "prompt_sr": 9}
 
-_INT = r"[+-]?\s*\d+"
-_FLOAT = r"[+-]?\s*\d+(?:\.\d*)?"
-_RANGE_INT = re.compile(rf"\s*({_INT})\s*-\s*({_INT})(?:\s*\(\s*([+-]?\s*\d+)\s*\))?\s*")
+# A number is written without spaces inside it (``1 2`` and ``+ 5`` are refused, not read as 12 and 5);
+# floats take an exponent (``1e-3``). Spaces may stand around the range's ``-`` and inside its brackets.
+_UINT = r"\d+"
+_UFLOAT = r"(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
+_INT = rf"[+-]?{_UINT}"
+_FLOAT = rf"[+-]?{_UFLOAT}"
+_RANGE_INT = re.compile(rf"\s*({_INT})\s*-\s*({_INT})(?:\s*\(\s*({_INT})\s*\))?\s*")
 _COUNT_INT = re.compile(rf"\s*({_INT})\s*-\s*({_INT})\s*\[\s*(\d+)\s*\]\s*")
-_RANGE_FLOAT = re.compile(rf"\s*({_FLOAT})\s*-\s*({_FLOAT})(?:\s*\(\s*([+-]?\s*\d+(?:\.\d*)?)\s*\))?\s*")
+_RANGE_FLOAT = re.compile(rf"\s*({_FLOAT})\s*-\s*({_FLOAT})(?:\s*\(\s*({_FLOAT})\s*\))?\s*")
 _COUNT_FLOAT = re.compile(rf"\s*({_FLOAT})\s*-\s*({_FLOAT})\s*\[\s*(\d+)\s*\]\s*")
+_NUMBER = {"int": re.compile(_INT), "float": re.compile(_FLOAT)}
 MAX_AXIS_VALUES = 1000
 
 
@@ -96,7 +101,11 @@ def split_csv(text: str) -> list[str]:
 
 
 def _number(kind: str, text: str) -> int | float:
-    return int(text.replace(" ", "")) if kind == "int" else float(text.replace(" ", ""))
+    """``text`` (stripped) as an int or a float; ValueError unless it is one number with no space inside."""
+    text = text.strip()
+    if not _NUMBER[kind].fullmatch(text):
+        raise ValueError(text)
+    return int(text) if kind == "int" else float(text)
 
 
 def _spread(start: float, stop: float, count: int) -> list[float]:
@@ -141,6 +150,8 @@ def _typed(param: str, kind: str, item: str) -> Any:
             return _number(kind, item)
         except ValueError:
             what = "an integer" if kind == "int" else "a number"
+            if re.search(r"[\d.+-]\s+[\d.]", item.strip()):
+                raise ValidationError(param, item, f"has a space inside a number; write {what} without one") from None
             raise ValidationError(param, item, f"must be {what} or a range like 1-5, 1-5 (+2), 1-10 [5]") from None
     if kind == "size":
         return "{}x{}".format(*parse_size(item))

@@ -144,3 +144,48 @@ def test_a_misspelt_axis_name_suggests_the_parameter(text, meant):
     with pytest.raises(ValidationError, match=f"did you mean '{meant}'") as info:
         parse_axis(text)
     assert info.value.field == "axis"
+
+
+@pytest.mark.parametrize(
+    ("param", "text"),
+    [
+        ("num_inference_steps", "1 2"),  # was read as 12
+        ("num_inference_steps", "+ 5"),  # was read as 5
+        ("seed", "1 000"),
+        ("guidance_scale", "7. 5"),
+        ("guidance_scale", "- 3-1 (-0.5)"),
+        ("num_inference_steps", "5-20 (+ 5)"),
+        ("num_inference_steps", "1 0-20"),
+    ],
+)
+def test_a_space_inside_a_number_is_refused_naming_axis_and_value(param, text):
+    with pytest.raises(ValidationError) as info:
+        parse_values(param, text)
+    assert info.value.field == param
+    assert info.value.value == text.strip()
+
+
+@pytest.mark.parametrize("text", ["1_000", "nan", "inf", "0x10", "½"])
+def test_only_plain_numbers_are_numbers(text):
+    with pytest.raises(ValidationError, match="must be"):
+        parse_values("seed" if text in ("1_000", "0x10", "½") else "guidance_scale", text)
+
+
+@pytest.mark.parametrize(
+    ("param", "text", "values"),
+    [
+        ("guidance_scale", "1e-3", (0.001,)),
+        ("guidance_scale", "2.5E1, .5", (25.0, 0.5)),
+        ("guidance_scale", "1e-3-3e-3 [3]", (0.001, 0.002, 0.003)),
+        ("guidance_scale", "1e0-3 (+1e0)", (1.0, 2.0, 3.0)),
+        ("num_inference_steps", " 5 - 20 ( +5 ) ", (5, 10, 15, 20)),  # spaces around the parts stay allowed
+        ("num_inference_steps", "+5", (5,)),
+    ],
+)
+def test_exponents_and_spaces_between_parts_work(param, text, values):
+    assert parse_values(param, text) == values
+
+
+def test_float_ranges_never_overshoot_their_end():
+    # A1111's numpy.arange(1, 1.3 + 0.1, 0.1) gives 1.4000000000000004 as a fifth value (README's table)
+    assert parse_values("guidance_scale", "1-1.3 (+0.1)") == (1.0, 1.1, 1.2, 1.3)
