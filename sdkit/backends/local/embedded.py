@@ -85,6 +85,15 @@ def embedded_model_path(name: str = "tiny") -> Path:
     return folder
 
 
+def built_model_path(name: str) -> Path | None:
+    """The folder of embedded model ``name`` when it is shipped or already built, else None (never builds)."""
+    if name in SHIPPED_MODELS:
+        folder = Path(__file__).parents[2] / "models" / SHIPPED_MODELS[name]
+    else:
+        folder = cache_dir() / "models" / f"{name}-v{BUILD_VERSION}"
+    return folder if (folder / "model_index.json").is_file() else None
+
+
 def shipped_model_path(name: str = "tiny") -> Path:
     """The package folder of a trained model shipped with sdkit."""
     folder = Path(__file__).parents[2] / "models" / SHIPPED_MODELS[name]  # sdkit/models

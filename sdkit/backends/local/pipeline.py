@@ -16,7 +16,13 @@ from typing import Any
 
 from sdkit.backends.base import Capabilities, ResultCallback, StepCallback
 from sdkit.backends.local.cpu import CpuSettings, Threads, cpu_details, import_torch, numerics, resolve_threads
-from sdkit.backends.local.embedded import EMBEDDED_MODELS, NATIVE_SIZE, embedded_model_path, is_embedded
+from sdkit.backends.local.embedded import (
+    EMBEDDED_MODELS,
+    NATIVE_SIZE,
+    built_model_path,
+    embedded_model_path,
+    is_embedded,
+)
 from sdkit.backends.local.encoding import (
     Conditioning,
     EmbeddingFolder,
@@ -24,7 +30,7 @@ from sdkit.backends.local.encoding import (
     TextOnlyEncoder,
     encoder_for,
 )
-from sdkit.backends.local.schedulers import a1111_name, make_scheduler
+from sdkit.backends.local.schedulers import a1111_name, check_steps, folder_scheduler, make_scheduler
 from sdkit.engine.planner import plan_batches
 from sdkit.errors import (
     GenerationError,
@@ -178,11 +184,14 @@ class LocalBackend:
 
     def check(self, params: Sequence[GenerationParams]) -> None:
         """Refuse, before anything loads, a model that cannot: an unknown name (close names suggested), a
-        missing path, a file or folder that is not a diffusers pipeline, an uncached hub id while offline."""
+        missing path, a file or folder that is not a diffusers pipeline, an uncached hub id while offline;
+        and a step count the scheduler cannot run (PNDM below 4 steps, …) where the model's scheduler config
+        can be read from disk."""
         for model in dict.fromkeys(p.model for p in params):
             check_model(model)
         for p in params:
             check_prompt_networks(p)
+        check_scheduler_steps(params)
 
     def identity(self) -> dict[str, Any]:
         """Device, dtype and memory preset; the thread count when pinned and portable mode when on
@@ -311,6 +320,8 @@ class LocalBackend:
         for i, p in enumerate(params):
             if not isinstance(p, GenerationParams):
                 raise ValidationError(f"params[{i}]", p, "must be a GenerationParams")
+        if not return_errors:
+            check_scheduler_steps(params)
         results: list[GenerationResult | Exception | None] = [None] * len(params)
         for batch in plan_batches(params, self.capabilities):
             try:
@@ -338,6 +349,7 @@ class LocalBackend:
         loaded = self._load(first.model)
         load_s = 0.0 if was_loaded else loaded.load_s
         pipe = loaded.pipe
+        check_steps(first.scheduler, first.num_inference_steps, loaded.base_scheduler)  # the batch shares both
         if first.scheduler is None:
             pipe.scheduler = make_scheduler(loaded.base_scheduler[0], loaded.base_scheduler[1])
         else:
@@ -520,6 +532,19 @@ HUB_CHECK_S = 2.0
 CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
 _EXPECTED = "sdkit loads diffusers folders (model_index.json)"
+
+
+def check_scheduler_steps(params: Sequence[GenerationParams]) -> None:
+    """Refuse a step count that the scheduler cannot run, reading each model's scheduler config from disk
+    (nothing loads, nothing is built). A model whose config is not on disk yet (an embedded model not built,
+    a hub model not cached) is checked once loaded, still before its pipeline call."""
+    bases: dict[str, tuple[str, dict[str, Any]] | None] = {}
+    for p in params:
+        if p.model not in bases:
+            folder = built_model_path(p.model) if is_embedded(p.model) else _model_folder(p.model, check_hub=False)[0]
+            bases[p.model] = folder_scheduler(folder) if folder is not None else None
+        if (base := bases[p.model]) is not None:
+            check_steps(p.scheduler, p.num_inference_steps, base)
 
 
 def check_model(model: str) -> None:

@@ -6,7 +6,10 @@ Pure tables and lookups; only :func:`make_scheduler` imports diffusers.
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from sdkit.errors import MissingDependencyError, ValidationError
@@ -17,8 +20,16 @@ __all__ = [
     "SCHEDULER_CLASSES",
     "a1111_name",
     "canonical_scheduler",
+    "check_steps",
     "make_scheduler",
+    "steps_problem",
 ]
+
+#: PNDM's Runge-Kutta warm-up (``skip_prk_steps`` off, diffusers' default) needs this many steps; fewer
+#: fail inside diffusers with "operands could not be broadcast together".
+PNDM_PRK_MIN_STEPS = 4
+#: LCM's default ``original_inference_steps``: it cannot take more steps than that.
+LCM_ORIGINAL_STEPS = 50
 
 #: A1111 sampler name → (diffusers scheduler class, extra config).
 A1111_SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -117,3 +128,46 @@ def make_scheduler(name: str, base_config: dict[str, Any]):
         raise MissingDependencyError("scipy", "lms")
     cls = getattr(diffusers, cls_name)
     return cls.from_config(base_config, **extra)
+
+
+def steps_problem(class_name: str, config: Mapping[str, Any], steps: int) -> str | None:
+    """Why a diffusers scheduler class with ``config`` cannot run ``steps`` steps, or None when it can.
+
+    Found by running every scheduler's ``step()`` loop at 1-60, 100, 200, 300, 499 and 500 steps on the
+    scheduler configs of the embedded models and of SD 1.5 (diffusers 0.42.1, 2026-12-04): PNDM with its
+    Runge-Kutta warm-up fails below 4 steps, LCM above its ``original_inference_steps``; every other
+    scheduler ran at each of those counts (LMS untested there: it needs scipy).
+    """
+    if class_name == "PNDMScheduler" and not config.get("skip_prk_steps", False) and steps < PNDM_PRK_MIN_STEPS:
+        return (
+            f"PNDM needs at least {PNDM_PRK_MIN_STEPS} steps for its Runge-Kutta warm-up with this model's "
+            "scheduler config (skip_prk_steps is off); take more steps or another scheduler"
+        )
+    if class_name == "LCMScheduler":
+        limit = config.get("original_inference_steps") or LCM_ORIGINAL_STEPS
+        if steps > limit:
+            return f"LCM takes at most {limit} steps (its original_inference_steps); take fewer steps"
+    return None
+
+
+def check_steps(scheduler: str | None, steps: int, base: tuple[str, Mapping[str, Any]]) -> None:
+    """Refuse, with a :class:`ValidationError` naming ``num_inference_steps``, a step count that
+    ``scheduler`` (None: the model's own) cannot run when made from the model's scheduler ``base``
+    (class name, config)."""
+    cls, extra = scheduler_spec(scheduler) if scheduler is not None else (base[0], {})
+    why = steps_problem(cls, {**base[1], **extra}, steps)
+    if why is not None:
+        name = scheduler if scheduler is not None else f"{base[0]} (the model's own)"
+        raise ValidationError("num_inference_steps", steps, f"with scheduler {name}: {why}")
+
+
+def folder_scheduler(folder: Path) -> tuple[str, dict[str, Any]] | None:
+    """(class name, config) of a diffusers model folder's scheduler, read from its JSON without loading
+    anything; None when the folder has none that can be read."""
+    try:
+        config = json.loads((Path(folder) / "scheduler" / "scheduler_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(config, dict) or not isinstance(config.get("_class_name"), str):
+        return None
+    return config["_class_name"], config

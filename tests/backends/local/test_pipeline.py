@@ -260,3 +260,28 @@ def test_progress_reaches_its_total_exactly_once_whatever_the_scheduler(schedule
     totals = {t for _, t in seen}
     assert len(totals) == 1
     assert [s for s, _ in seen] == list(range(1, totals.pop() + 1))
+
+
+def test_a_step_count_the_scheduler_cannot_run_is_refused_before_the_model_loads():
+    from sdkit.backends.base import check
+
+    b = LocalBackend(progress=False)
+    bad = GenerationParams("a red circle", seed=1, num_inference_steps=2, scheduler="PNDM")
+    with pytest.raises(ValidationError) as info:
+        check(b, [GenerationParams("a red circle", seed=1, num_inference_steps=4, scheduler="PNDM"), bad])
+    assert (info.value.field, info.value.value) == ("num_inference_steps", 2)
+    with pytest.raises(ValidationError, match="PNDM needs at least 4 steps"):
+        b.generate(bad)
+    assert b._loaded is None  # refused from the scheduler config on disk: nothing loaded
+
+
+def test_a_model_whose_config_is_not_on_disk_is_checked_after_loading_before_the_call(backend, monkeypatch):
+    import sdkit.backends.local.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "built_model_path", lambda name: None)
+    bad = GenerationParams("a red circle", seed=1, num_inference_steps=3, scheduler="PNDM")
+    backend.check([bad])  # nothing on disk to read: the check waits for the loaded config
+    with pytest.raises(ValidationError, match="num_inference_steps=3"):
+        backend.generate(bad)
+    (error,) = backend.generate_many([bad], return_errors=True)
+    assert isinstance(error, ValidationError)

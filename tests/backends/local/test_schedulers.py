@@ -88,3 +88,57 @@ def test_a_misspelt_scheduler_is_refused_with_the_close_name(name, meant):
         canonical_scheduler(name)
     assert info.value.field == "scheduler"
     assert meant in str(info.value)
+
+
+# --- step counts a scheduler cannot run (issue 15) --------------------------------------------------------------
+
+
+def run_steps(scheduler_name, config, steps):
+    """Run the scheduler's own loop the way a pipeline does, on a tiny latent with made-up model output."""
+    import torch
+
+    scheduler = make_scheduler(scheduler_name, config)
+    scheduler.set_timesteps(steps)
+    x = torch.randn(1, 1, 2, 2, generator=torch.Generator().manual_seed(0)) * scheduler.init_noise_sigma
+    for t in scheduler.timesteps:
+        x = scheduler.step(torch.ones_like(x) * 0.1, t, scheduler.scale_model_input(x, t)).prev_sample
+    return x
+
+
+@pytest.mark.parametrize(
+    ("name", "config", "steps", "fails"),
+    [
+        ("PNDM", BASE, 1, True),
+        ("PNDM", BASE, 3, True),
+        ("PNDM", BASE, 4, False),
+        ("PNDM", {**BASE, "skip_prk_steps": True}, 1, False),  # SD 1.5's own PNDM config
+        ("LCM", BASE, 50, False),
+        ("LCM", BASE, 51, True),
+        ("LCM", {**BASE, "original_inference_steps": 100}, 80, False),
+        ("Euler", BASE, 1, False),
+        ("DPM++ 2M", BASE, 1, False),
+    ],
+)
+def test_steps_problem_says_exactly_where_diffusers_fails(name, config, steps, fails):
+    from sdkit.backends.local.schedulers import scheduler_spec, steps_problem
+
+    cls, extra = scheduler_spec(name)
+    assert (steps_problem(cls, {**config, **extra}, steps) is not None) == fails
+    if fails:
+        with pytest.raises((ValueError, IndexError)):
+            run_steps(name, config, steps)
+    else:
+        run_steps(name, config, steps)
+
+
+def test_check_steps_names_field_value_and_scheduler():
+    from sdkit.backends.local.schedulers import check_steps
+
+    with pytest.raises(ValidationError) as info:
+        check_steps("PNDM", 2, ("EulerDiscreteScheduler", BASE))
+    assert (info.value.field, info.value.value) == ("num_inference_steps", 2)
+    assert "PNDM needs at least 4 steps" in str(info.value)
+    with pytest.raises(ValidationError, match="PNDMScheduler \\(the model's own\\)"):
+        check_steps(None, 3, ("PNDMScheduler", BASE))
+    check_steps(None, 1, ("PNDMScheduler", {**BASE, "skip_prk_steps": True}))
+    check_steps("PNDM", 1, ("PNDMScheduler", {**BASE, "skip_prk_steps": True}))  # the model's config carries over
