@@ -238,7 +238,7 @@ def read_png_metadata(path: str | os.PathLike) -> dict[str, Any]:
     None when it is not valid JSON)."""
     meta = read_image_metadata(path)
     out: dict[str, Any] = {"text": dict(meta.raw)}
-    if INFOTEXT_KEY in meta.raw:
+    if INFOTEXT_KEY in meta.raw and meta.source != "fooocus":  # Fooocus writes JSON there, not infotext
         out["parameters"] = parse_infotext(meta.raw[INFOTEXT_KEY])
     if RECORD_KEY in meta.raw:
         out["sdkit"] = dict(meta.record) if meta.record is not None else None

@@ -204,3 +204,25 @@ def test_new_keys_round_trip_through_sd_parsers():
         "Clip skip": "2", "Variation seed": "7", "Variation seed strength": "0.3", "Denoising strength": "0.5",
         "Hires upscale": "2", "Hires steps": "10", "Hires upscaler": "Latent",
     }  # fmt: skip
+
+
+def test_stealth_writer_is_read_by_sd_parsers():
+    sd_parsers = pytest.importorskip("sd_parsers")
+    hidden = write_stealth_infotext(Image.new("RGB", (48, 40), "navy"), TEXT)  # sd-parsers reads stealth_pngcomp
+    buf = io.BytesIO()
+    hidden.save(buf, format="PNG")
+    from sd_parsers.extractors import Eagerness
+
+    with Image.open(io.BytesIO(buf.getvalue())) as im:
+        info = sd_parsers.ParserManager(eagerness=Eagerness.EAGER).parse(im)  # EAGER: it reads pixel bits
+    (sampler,) = info.samplers
+    assert [p.value for p in sampler.prompts] == ["a lighthouse, 夜"]
+    assert (sampler.name, sampler.parameters["seed"]) == ("Euler a", "123")
+
+
+def test_read_png_metadata_does_not_parse_fooocus_json_as_infotext():
+    from sdkit.metadata.pngfile import read_png_metadata
+
+    out = read_png_metadata(FIXTURES / "fooocus1_cropped.png")
+    assert "parameters" not in out and out["text"]["fooocus_scheme"] == "fooocus"
+    assert read_png_metadata(FIXTURES / "automatic1111_stealth.png")["parameters"]["Clip skip"] == "2"
