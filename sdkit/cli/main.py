@@ -350,7 +350,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
     if meta.source is None:
         print(f"{args.image}: no generation parameters found", file=sys.stderr)
         return 1
-    if "parameters" in meta.raw:
+    if "parameters" in meta.raw and meta.source in ("sdkit", "a1111"):  # Fooocus keeps JSON there
         print(meta.raw["parameters"])
     else:
         print(f"read from {meta.source} metadata:")

@@ -106,6 +106,15 @@ def test_info_reads_other_tools_metadata(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["seed"] == 42
 
 
+def test_info_shows_fooocus_fields_not_its_json(capsys):
+    from pathlib import Path
+
+    fooocus = Path(__file__).parents[1] / "metadata" / "fixtures" / "sd-parsers" / "fooocus1_cropped.png"
+    assert main(["info", str(fooocus)]) == 0
+    out = capsys.readouterr().out
+    assert "read from fooocus metadata" in out and "prompt: a smiling goldfish" in out and "width: 768" in out
+
+
 def test_sweep_prints_the_count_first_and_the_grid_last_and_reruns_from_cache(tmp_path, capsys):
     out = tmp_path / "sweep"
     args = ["sweep", "a red circle", "--x", "cfg=1,7", "--y", "steps=1-2", "--seed", "1", "--out", str(out)]
