@@ -83,7 +83,7 @@ def format_value(v: Any) -> str:
     """A value as A1111 writes it: a whole float without its ``.0`` (``7``), any other float at full
     precision (``12.3456789``), a text with ``,``, ``:`` or a newline quoted as JSON."""
     if isinstance(v, float):
-        v = str(int(v)) if v.is_integer() else repr(v)
+        v = str(int(v)) if v.is_integer() and abs(v) < 1e16 else repr(v)
     text = str(v)
     return json.dumps(text, ensure_ascii=False) if _NEEDS_QUOTES.search(text) else text
 
