@@ -82,6 +82,10 @@ def record_infotext(record: Mapping[str, Any], extras: Mapping[str, Any] | None 
         "Size": size,
         "Model hash": (record.get("model_hash") or "")[:10] or None,
         "Model": model_name,
+        "Clip skip": p["clip_skip"] if (p.get("clip_skip") or 1) > 1 else None,  # A1111 leaves out 1 (the last layer)
+        "TI hashes": ", ".join(f"{name}: {h}" for name, h in record["ti_hashes"].items())
+        if record.get("ti_hashes")
+        else None,
         "RNG": "CPU" if record.get("generator") == "cpu" else None,
         "Backend": record.get("backend") if record.get("backend") != "local" else None,
         "Version": f"sdkit {record.get('sdkit', __version__)}",

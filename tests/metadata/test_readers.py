@@ -3,6 +3,7 @@ written by AUTOMATIC1111, Fooocus, InvokeAI 2 and 3, NovelAI and ComfyUI."""
 
 import io
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -226,3 +227,29 @@ def test_read_png_metadata_does_not_parse_fooocus_json_as_infotext():
     out = read_png_metadata(FIXTURES / "fooocus1_cropped.png")
     assert "parameters" not in out and out["text"]["fooocus_scheme"] == "fooocus"
     assert read_png_metadata(FIXTURES / "automatic1111_stealth.png")["parameters"]["Clip skip"] == "2"
+
+
+# --- the keys sdkit's own images now carry, end to end on the tiny model -----------------------------------------
+
+
+def test_clip_skip_and_ti_hashes_reach_the_png_and_read_back(tmp_path):
+    torch = pytest.importorskip("torch")
+    from sdkit import GenerationParams, LocalBackend, save_result
+    from sdkit.metadata.infotext import parse_infotext
+
+    folder = tmp_path / "embeddings"
+    folder.mkdir()
+    backend = LocalBackend(progress=False, embeddings=folder)
+    width = backend.load("tiny").text_encoder.get_input_embeddings().weight.shape[1]
+    torch.save({"string_to_param": {"*": torch.zeros(1, width)}, "name": "crimzon"}, folder / "crimzon.pt")
+    params = GenerationParams("a crimzon circle", seed=1, num_inference_steps=2, clip_skip=2)
+    (path,) = save_result(backend.generate(params), tmp_path / "out")
+    text = read_image_metadata(path).raw["parameters"]
+    pairs = parse_infotext(text)
+    assert pairs["Clip skip"] == "2"
+    assert re.fullmatch(r"crimzon: [0-9a-f]{12}", pairs["TI hashes"])
+    assert text.index("Clip skip") < text.index("TI hashes") < text.index("Version")
+    plain = GenerationParams("a red circle", seed=1, num_inference_steps=2)
+    (path,) = save_result(backend.generate(plain), tmp_path / "plain")
+    text = read_image_metadata(path).raw["parameters"]
+    assert "Clip skip" not in text and "TI hashes" not in text
