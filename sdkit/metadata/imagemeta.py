@@ -220,7 +220,7 @@ def _split_invokeai_prompt(text: str) -> tuple[str, str]:
     """InvokeAI 2 writes the negative prompt inside the prompt, in square brackets: ``a cat [blurry]``."""
     negatives = [n.strip(" ,") for n in re.findall(r"\[([^\[\]]*)\]", text)]
     positive = re.sub(r"\[[^\[\]]*\]", "", text)
-    return re.sub(r"\s{2,}", " ", positive).strip(" ,"), ", ".join(n for n in negatives if n)
+    return positive.strip(" ,"), ", ".join(n for n in negatives if n)
 
 
 def _from_invokeai_v2(meta_json: str, raw: Mapping[str, str]) -> ImageMetadata:
