@@ -97,7 +97,7 @@ def _unknown_field(key: str, value: object, names: list[str]) -> ValidationError
 
 
 @_refuse_unknown_fields
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class GenerationParams:
     """Everything that decides an image, validated on construction.
 
@@ -160,6 +160,11 @@ class GenerationParams:
     def for_image(self, index: int) -> GenerationParams:
         """The parameters that make image ``index`` alone (its seed, one image)."""
         return self.replace(seed=self.seeds[index], num_images=1)
+
+    def __repr__(self) -> str:
+        """Every field, except those added after the first release while they hold their default."""
+        shown = ", ".join(f"{k}={v!r}" for k, v in self.to_dict().items())
+        return f"GenerationParams({shown})"
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as JSON-able values; fields added after the first release are left out at their defaults."""
