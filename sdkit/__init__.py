@@ -29,6 +29,13 @@ _EXPORTS: dict[str, str] = {
     "MEMORY_PRESETS": "sdkit.backends.local.pipeline",
     # sdkit.backends.local.schedulers
     "A1111_SCHEDULERS": "sdkit.backends.local.schedulers",
+    # sdkit.backends.providers.bfl
+    "FluxBackend": "sdkit.backends.providers.bfl",
+    # sdkit.backends.providers.fakes
+    "FakeBFL": "sdkit.backends.providers.fakes",
+    "FakeStability": "sdkit.backends.providers.fakes",
+    # sdkit.backends.providers.stability
+    "StabilityBackend": "sdkit.backends.providers.stability",
     # sdkit.backends.registry
     "backend_kinds": "sdkit.backends.registry",
     "create_backend": "sdkit.backends.registry",
@@ -76,6 +83,7 @@ _EXPORTS: dict[str, str] = {
     "InvalidRequestError": "sdkit.errors",
     "MissingDependencyError": "sdkit.errors",
     "ModelError": "sdkit.errors",
+    "ModerationError": "sdkit.errors",
     "NotFoundError": "sdkit.errors",
     "OutputError": "sdkit.errors",
     "PermissionDeniedError": "sdkit.errors",
@@ -86,6 +94,7 @@ _EXPORTS: dict[str, str] = {
     "SdkitError": "sdkit.errors",
     "ServerBusyError": "sdkit.errors",
     "ServerError": "sdkit.errors",
+    "TaskFailedError": "sdkit.errors",
     "UnprocessableEntityError": "sdkit.errors",
     "ValidationError": "sdkit.errors",
     # sdkit.metadata.imagemeta
@@ -166,9 +175,12 @@ __all__ = [
     "ChatRequest",
     "Client",
     "EMBEDDED_MODELS",
+    "FakeBFL",
     "FakeRelay",
     "FakeReply",
+    "FakeStability",
     "FetchedImage",
+    "FluxBackend",
     "GeneratedImage",
     "GenerationError",
     "GenerationParams",
@@ -186,6 +198,7 @@ __all__ = [
     "Message",
     "MissingDependencyError",
     "ModelError",
+    "ModerationError",
     "NotFoundError",
     "OutputError",
     "PermissionDeniedError",
@@ -201,11 +214,13 @@ __all__ = [
     "Secret",
     "ServerBusyError",
     "ServerError",
+    "StabilityBackend",
     "StudyRun",
     "StudySpec",
     "Sweep",
     "SweepPanel",
     "SweepResult",
+    "TaskFailedError",
     "Timings",
     "UnprocessableEntityError",
     "ValidationError",
@@ -263,6 +278,9 @@ if _typing.TYPE_CHECKING:  # for type checkers and editors: the same names, impo
     from sdkit.backends.local.embedded import EMBEDDED_MODELS, embedded_model_path
     from sdkit.backends.local.pipeline import MEMORY_PRESETS, LocalBackend
     from sdkit.backends.local.schedulers import A1111_SCHEDULERS
+    from sdkit.backends.providers.bfl import FluxBackend
+    from sdkit.backends.providers.fakes import FakeBFL, FakeStability
+    from sdkit.backends.providers.stability import StabilityBackend
     from sdkit.backends.registry import backend_kinds, create_backend, register_backend, unregister_backend
     from sdkit.backends.relay.apirequest import ChatRequest, ImagesRequest, Message, SDExtras
     from sdkit.backends.relay.client import APIReply, AsyncClient, Client, FetchedImage
@@ -293,6 +311,7 @@ if _typing.TYPE_CHECKING:  # for type checkers and editors: the same names, impo
         InvalidRequestError,
         MissingDependencyError,
         ModelError,
+        ModerationError,
         NotFoundError,
         OutputError,
         PermissionDeniedError,
@@ -303,6 +322,7 @@ if _typing.TYPE_CHECKING:  # for type checkers and editors: the same names, impo
         SdkitError,
         ServerBusyError,
         ServerError,
+        TaskFailedError,
         UnprocessableEntityError,
         ValidationError,
     )
