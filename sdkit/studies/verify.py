@@ -242,6 +242,10 @@ def _cpu_difference(entry: Mapping[str, Any], now: Mapping[str, Any]) -> str:
     return ("made with other CPU settings: " + ", ".join(changed)) if changed else ""
 
 
+#: Kinds whose archived replies are in a provider's official format (:mod:`sdkit.backends.providers`).
+PROVIDER_KINDS = ("stability", "bfl")
+
+
 def _check_archive(folder: Path, entry: dict[str, Any], backend_name: str) -> ImageCheck:
     """An image that cannot be made again: its file is the manifest's (checked before), its reply files
     intact, and where a reply carries the image itself (base64, data URI), that image equal to the PNG's
@@ -250,6 +254,7 @@ def _check_archive(folder: Path, entry: dict[str, Any], backend_name: str) -> Im
 
     from PIL import Image
 
+    from sdkit.backends.providers.backend import reply_images as provider_reply_images
     from sdkit.backends.relay.reply import reply_images
 
     cell, name = entry["cell"], entry["file"]
@@ -262,7 +267,10 @@ def _check_archive(folder: Path, entry: dict[str, Any], backend_name: str) -> Im
         if sha256(raw) != reply["sha256"]:
             return ImageCheck(cell, name, "archive-tampered", note=f"{reply['file']} differs from the manifest")
         try:
-            images += reply_images(raw, backend_name)
+            if backend_name in PROVIDER_KINDS:  # a provider's own format (an image, or JSON holding or linking one)
+                images += provider_reply_images(raw)
+            else:
+                images += reply_images(raw, backend_name)
         except SdkitError as exc:
             return ImageCheck(cell, name, "archive-tampered", note=f"{reply['file']} no longer parses: {exc}")
     if not entry.get("replies"):

@@ -18,7 +18,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from sdkit.backends.base import NO_CAPABILITIES, ResultCallback
+from sdkit.backends.base import Capabilities, ResultCallback
 from sdkit.backends.providers.http import ProviderClient
 from sdkit.backends.relay.apirequest import api_model
 from sdkit.backends.relay.reply import check_image, decode_image
@@ -60,9 +60,10 @@ class ProviderBackend:
     name: ClassVar[str]
     #: The model sent when ``params.model`` names an embedded local model (the default ``tiny``).
     default_model: ClassVar[str]
-    #: Nothing beyond the contract: a service cannot promise the same pixels twice, so ``verify`` checks
-    #: a study's archived replies instead of making the images again.
-    capabilities = NO_CAPABILITIES
+    #: It refuses what the service cannot take (an unknown model, a seed out of range) before any request
+    #: (``check``); a service cannot promise the same pixels twice, so it is not ``regenerable``: ``verify``
+    #: checks a study's archived replies instead of making the images again.
+    capabilities = Capabilities(checks_params=True)
 
     def __init__(self, client: ProviderClient, *, model: str | None, max_concurrency: int) -> None:
         if not isinstance(max_concurrency, int) or isinstance(max_concurrency, bool) or max_concurrency < 1:
@@ -100,6 +101,12 @@ class ProviderBackend:
 
     def make_one(self, params: GenerationParams, seed: int) -> Made:
         raise NotImplementedError
+
+    def check(self, params: Sequence[GenerationParams]) -> None:
+        """Refuse, before any request, parameters the service cannot take (a ValidationError naming
+        field and value); sweeps, studies and the CLI call it first."""
+        for p in params:
+            self.check_one(p)
 
     # --- generation ---
     def generate(self, params: GenerationParams) -> GenerationResult:
