@@ -51,6 +51,10 @@ _EXPORTS: dict[str, str] = {
     "AsyncClient": "sdkit.backends.relay.client",
     "Client": "sdkit.backends.relay.client",
     "FetchedImage": "sdkit.backends.relay.client",
+    # sdkit.backends.relay.expand
+    "Expansion": "sdkit.backends.relay.expand",
+    "expand_axis": "sdkit.backends.relay.expand",
+    "expand_prompt": "sdkit.backends.relay.expand",
     # sdkit.backends.relay.fakerelay
     "FakeRelay": "sdkit.backends.relay.fakerelay",
     "FakeReply": "sdkit.backends.relay.fakerelay",
@@ -124,6 +128,9 @@ _EXPORTS: dict[str, str] = {
     # sdkit.server.serve
     "BackgroundServer": "sdkit.server.serve",
     "serve_in_background": "sdkit.server.serve",
+    # sdkit.studies.compare
+    "run_comparison": "sdkit.studies.compare",
+    "verify_comparison": "sdkit.studies.compare",
     # sdkit.studies.folder
     "load_manifest": "sdkit.studies.folder",
     # sdkit.studies.report
@@ -175,6 +182,7 @@ __all__ = [
     "ChatRequest",
     "Client",
     "EMBEDDED_MODELS",
+    "Expansion",
     "FakeBFL",
     "FakeRelay",
     "FakeReply",
@@ -231,6 +239,8 @@ __all__ = [
     "create_app",
     "create_backend",
     "embedded_model_path",
+    "expand_axis",
+    "expand_prompt",
     "export_request",
     "find_images",
     "format_infotext",
@@ -248,12 +258,14 @@ __all__ = [
     "read_image_metadata",
     "read_png_metadata",
     "register_backend",
+    "run_comparison",
     "run_study",
     "run_sweep",
     "save_result",
     "serve_in_background",
     "sweep_grids",
     "unregister_backend",
+    "verify_comparison",
     "verify_study",
     "write_png",
     "write_report",
@@ -284,6 +296,7 @@ if _typing.TYPE_CHECKING:  # for type checkers and editors: the same names, impo
     from sdkit.backends.registry import backend_kinds, create_backend, register_backend, unregister_backend
     from sdkit.backends.relay.apirequest import ChatRequest, ImagesRequest, Message, SDExtras
     from sdkit.backends.relay.client import APIReply, AsyncClient, Client, FetchedImage
+    from sdkit.backends.relay.expand import Expansion, expand_axis, expand_prompt
     from sdkit.backends.relay.fakerelay import FakeRelay, FakeReply
     from sdkit.backends.relay.limits import Limits
     from sdkit.backends.relay.remote import RemoteBackend
@@ -335,6 +348,7 @@ if _typing.TYPE_CHECKING:  # for type checkers and editors: the same names, impo
     from sdkit.secret import Secret
     from sdkit.server.app import create_app
     from sdkit.server.serve import BackgroundServer, serve_in_background
+    from sdkit.studies.compare import run_comparison, verify_comparison
     from sdkit.studies.folder import load_manifest
     from sdkit.studies.report import write_report
     from sdkit.studies.run import StudyRun, run_study

@@ -129,7 +129,7 @@ def run_study(
     spec = load_spec(spec)
     folder = Path(out) if out is not None else Path("runs") / spec.name
     files = RunFolder(folder)
-    sweep = study_sweep(spec)
+    sweep = study_sweep(spec, folder, offline=False)  # a prompt_expand axis: its chat replies kept in the folder
     cells = sweep.cells()
     resolved = spec.to_dict()
     spec_path = folder / SPEC

@@ -118,7 +118,7 @@ def verify_study(
     recorded_env = read_json(folder, ENVIRONMENT)
     if not isinstance(recorded_env, dict):
         raise ValidationError(str(folder / ENVIRONMENT), recorded_env, "is not a JSON object")
-    expected = study_sweep(spec).count()
+    expected = study_sweep(spec, folder).count()
     if len(entries) != expected:
         problems.append(f"the manifest lists {len(entries)} image(s), the spec makes {expected}")
     if len({e["cell"] for e in entries}) != len(entries):
@@ -293,7 +293,7 @@ def _check_grids(folder: Path, spec: StudySpec, entries: list[dict[str, Any]]) -
 
     from PIL import Image
 
-    sweep = study_sweep(spec)
+    sweep = study_sweep(spec, folder)
     by_cell = {e["cell"]: e for e in entries if (folder / e["file"]).is_file()}
     failures = read_json(folder, FAILURES, [])
     if not isinstance(failures, list) or not all(isinstance(f, dict) and "cell" in f for f in failures):
