@@ -83,6 +83,7 @@ def run_comparison(
     specs = provider_specs(spec, providers)  # every provider checked before any work
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
+    _share_expansions(load_spec(spec), folder, list(specs))
     runs = {}
     for label, one in specs.items():
         backend = (backends or {}).get(label)
@@ -91,6 +92,25 @@ def run_comparison(
     grid = comparison_grid(folder)
     grid.save(folder / COMPARISON_GRID)
     return Comparison(folder, runs, folder / COMPARISON_GRID)
+
+
+def _share_expansions(spec: StudySpec, folder: Path, labels: list[str]) -> None:
+    """A ``prompt_expand`` axis is asked for once (kept in ``folder/expansions``) and the same prompts go
+    into every provider's folder, so each provider draws the same prompts."""
+    import shutil
+
+    from sdkit.backends.relay.expand import EXPANSIONS_DIR
+    from sdkit.studies.folder import study_sweep
+
+    if not any("prompt_expand" in text.replace(" ", "_").lower() for text in spec.axes.values()):
+        return
+    study_sweep(spec, folder, offline=False)
+    for label in labels:
+        target = folder / label / EXPANSIONS_DIR
+        target.mkdir(parents=True, exist_ok=True)
+        for kept in (folder / EXPANSIONS_DIR).glob("*.json"):
+            if not (target / kept.name).exists():
+                shutil.copyfile(kept, target / kept.name)
 
 
 def comparison_grid(folder: str | Path):
