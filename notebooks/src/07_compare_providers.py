@@ -19,6 +19,7 @@ if "google.colab" in sys.modules:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", package], check=True)
 
 # %%
+import os
 import tempfile
 from pathlib import Path
 
@@ -98,8 +99,6 @@ providers = {
     "stability": {"backend": "stability", "base_url": stability.url, "model": "sd3.5-medium"},
     "flux": {"backend": "bfl", "base_url": flux.url, "backend_options": {"poll_interval": 0.02}},
 }
-import os  # noqa: E402
-
 os.environ["SDKIT_API_KEY"] = KEY  # the chat model, Stability and Flux all read it here
 folder = Path(tempfile.mkdtemp()) / "compare"
 comparison = sdkit.run_comparison(spec, providers, folder, backends={"local": backends["local"]})
@@ -108,7 +107,7 @@ for label, run in comparison.runs.items():
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-from IPython.display import Image  # noqa: E402
+from IPython.display import Image
 
 Image(filename=comparison.grid_path)
 

@@ -106,3 +106,20 @@ def test_a_provider_setting_is_checked_by_name_before_any_work(tmp_path):
     with pytest.raises(sdkit.ValidationError) as caught:
         provider_specs(SPEC, {"s": {"backend": "stability", "base_url": "http://x", "backend_options": {"modle": 1}}})
     assert caught.value.field.startswith("providers.s.") and "model" in str(caught.value)
+
+
+def test_a_prompt_expand_axis_is_asked_once_and_shared_by_every_provider(tmp_path, fakes, monkeypatch):
+    from sdkit import FakeRelay
+
+    monkeypatch.setenv("SDKIT_API_KEY", KEY)
+    stability, bfl = fakes
+    with FakeRelay(api_key=KEY) as relay:
+        spec = {**SPEC, "axes": {"x": "prompt_expand=2"}, "expand": {"model": "fake-text", "base_url": relay.url}}
+        chosen = {k: v for k, v in providers(stability, bfl).items() if k != "local"}
+        result = run_comparison(spec, chosen, tmp_path / "c")
+        assert result.complete and len(relay.api_requests) == 2
+    prompts = {
+        label: sorted({e["params"]["prompt"] for e in load_manifest(tmp_path / "c" / label)}) for label in chosen
+    }
+    assert prompts["stability"] == prompts["flux"] and len(prompts["flux"]) == 2
+    assert all(checks.ok for label, checks in verify_comparison(tmp_path / "c").items() if label != "grid")
