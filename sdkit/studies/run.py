@@ -289,8 +289,9 @@ def _save_image(
         replies = [raw] if isinstance(raw, str) else list(raw)
         archived = []
         for j, text in enumerate(replies):
-            reply_name = f"{REPLIES}/{cell.index:05d}-{j}.json"
             blob = text.encode() if isinstance(text, str) else bytes(text)
+            suffix = ".json" if isinstance(text, str) or blob.lstrip()[:1] in (b"{", b"[") else ".bin"  # an image reply
+            reply_name = f"{REPLIES}/{cell.index:05d}-{j}{suffix}"
             files.write(reply_name, blob)
             archived.append({"file": reply_name, "sha256": sha256(blob)})
         entry["replies"] = archived

@@ -123,3 +123,17 @@ def test_a_prompt_expand_axis_is_asked_once_and_shared_by_every_provider(tmp_pat
     }
     assert prompts["stability"] == prompts["flux"] and len(prompts["flux"]) == 2
     assert all(checks.ok for label, checks in verify_comparison(tmp_path / "c").items() if label != "grid")
+
+
+def test_a_stability_study_with_image_replies_archives_the_bytes_and_verifies(tmp_path, fakes, monkeypatch):
+    monkeypatch.setenv("STABILITY_API_KEY", KEY)
+    stability, _ = fakes
+    spec = {**SPEC, "backend": "stability", "base_url": stability.url, "backend_options": {"accept": "image"}}
+    out = tmp_path / "image-replies"
+    assert sdkit.run_study(spec, out, progress=False).complete
+    entries = load_manifest(out)
+    assert all(e["replies"][0]["file"].endswith(".bin") for e in entries)
+    assert (out / entries[0]["replies"][0]["file"]).read_bytes().startswith(b"\x89PNG")
+    stability.stop()
+    checks = sdkit.verify_study(out, progress=False)
+    assert checks.ok and all("equals the PNG" in c.note for c in checks.checks)
