@@ -193,7 +193,7 @@ class StabilityBackend(ProviderBackend):
             raise ValidationError("model", model, f"Stability's models: {', '.join(MODELS)}")
         if len(params.prompt) > MAX_PROMPT_CHARS:
             raise ValidationError("prompt", params.prompt[:40] + "…", f"is longer than {MAX_PROMPT_CHARS} characters")
-        if params.seeds[-1] > MAX_STABILITY_SEED or params.seeds[0] > MAX_STABILITY_SEED:
+        if any(seed > MAX_STABILITY_SEED for seed in params.seeds):
             raise ValidationError("seed", params.seed, f"Stability takes seeds up to {MAX_STABILITY_SEED}")
         if self.style_preset is not None and endpoint_of(model) != "core":
             raise ValidationError("style_preset", self.style_preset, f"only the core model takes it, not {model}")
