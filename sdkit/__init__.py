@@ -29,6 +29,13 @@ _EXPORTS: dict[str, str] = {
     "MEMORY_PRESETS": "sdkit.backends.local.pipeline",
     # sdkit.backends.local.schedulers
     "A1111_SCHEDULERS": "sdkit.backends.local.schedulers",
+    # sdkit.backends.providers.bfl
+    "FluxBackend": "sdkit.backends.providers.bfl",
+    # sdkit.backends.providers.fakes
+    "FakeBFL": "sdkit.backends.providers.fakes",
+    "FakeStability": "sdkit.backends.providers.fakes",
+    # sdkit.backends.providers.stability
+    "StabilityBackend": "sdkit.backends.providers.stability",
     # sdkit.backends.registry
     "backend_kinds": "sdkit.backends.registry",
     "create_backend": "sdkit.backends.registry",
@@ -44,6 +51,10 @@ _EXPORTS: dict[str, str] = {
     "AsyncClient": "sdkit.backends.relay.client",
     "Client": "sdkit.backends.relay.client",
     "FetchedImage": "sdkit.backends.relay.client",
+    # sdkit.backends.relay.expand
+    "Expansion": "sdkit.backends.relay.expand",
+    "expand_axis": "sdkit.backends.relay.expand",
+    "expand_prompt": "sdkit.backends.relay.expand",
     # sdkit.backends.relay.fakerelay
     "FakeRelay": "sdkit.backends.relay.fakerelay",
     "FakeReply": "sdkit.backends.relay.fakerelay",
@@ -76,6 +87,7 @@ _EXPORTS: dict[str, str] = {
     "InvalidRequestError": "sdkit.errors",
     "MissingDependencyError": "sdkit.errors",
     "ModelError": "sdkit.errors",
+    "ModerationError": "sdkit.errors",
     "NotFoundError": "sdkit.errors",
     "OutputError": "sdkit.errors",
     "PermissionDeniedError": "sdkit.errors",
@@ -86,6 +98,7 @@ _EXPORTS: dict[str, str] = {
     "SdkitError": "sdkit.errors",
     "ServerBusyError": "sdkit.errors",
     "ServerError": "sdkit.errors",
+    "TaskFailedError": "sdkit.errors",
     "UnprocessableEntityError": "sdkit.errors",
     "ValidationError": "sdkit.errors",
     # sdkit.metadata.imagemeta
@@ -122,6 +135,9 @@ _EXPORTS: dict[str, str] = {
     # sdkit.server.serve
     "BackgroundServer": "sdkit.server.serve",
     "serve_in_background": "sdkit.server.serve",
+    # sdkit.studies.compare
+    "run_comparison": "sdkit.studies.compare",
+    "verify_comparison": "sdkit.studies.compare",
     # sdkit.studies.folder
     "load_manifest": "sdkit.studies.folder",
     # sdkit.studies.report
@@ -173,9 +189,13 @@ __all__ = [
     "ChatRequest",
     "Client",
     "EMBEDDED_MODELS",
+    "Expansion",
+    "FakeBFL",
     "FakeRelay",
     "FakeReply",
+    "FakeStability",
     "FetchedImage",
+    "FluxBackend",
     "GeneratedImage",
     "GenerationError",
     "GenerationParams",
@@ -193,6 +213,7 @@ __all__ = [
     "Message",
     "MissingDependencyError",
     "ModelError",
+    "ModerationError",
     "NotFoundError",
     "OutputError",
     "PermissionDeniedError",
@@ -208,11 +229,13 @@ __all__ = [
     "Secret",
     "ServerBusyError",
     "ServerError",
+    "StabilityBackend",
     "StudyRun",
     "StudySpec",
     "Sweep",
     "SweepPanel",
     "SweepResult",
+    "TaskFailedError",
     "Timings",
     "TokenCount",
     "UnprocessableEntityError",
@@ -225,6 +248,8 @@ __all__ = [
     "create_app",
     "create_backend",
     "embedded_model_path",
+    "expand_axis",
+    "expand_prompt",
     "export_request",
     "find_images",
     "format_infotext",
@@ -244,12 +269,14 @@ __all__ = [
     "read_image_metadata",
     "read_png_metadata",
     "register_backend",
+    "run_comparison",
     "run_study",
     "run_sweep",
     "save_result",
     "serve_in_background",
     "sweep_grids",
     "unregister_backend",
+    "verify_comparison",
     "verify_study",
     "write_png",
     "write_report",
@@ -274,9 +301,13 @@ if _typing.TYPE_CHECKING:  # for type checkers and editors: the same names, impo
     from sdkit.backends.local.embedded import EMBEDDED_MODELS, embedded_model_path
     from sdkit.backends.local.pipeline import MEMORY_PRESETS, LocalBackend
     from sdkit.backends.local.schedulers import A1111_SCHEDULERS
+    from sdkit.backends.providers.bfl import FluxBackend
+    from sdkit.backends.providers.fakes import FakeBFL, FakeStability
+    from sdkit.backends.providers.stability import StabilityBackend
     from sdkit.backends.registry import backend_kinds, create_backend, register_backend, unregister_backend
     from sdkit.backends.relay.apirequest import ChatRequest, ImagesRequest, Message, SDExtras
     from sdkit.backends.relay.client import APIReply, AsyncClient, Client, FetchedImage
+    from sdkit.backends.relay.expand import Expansion, expand_axis, expand_prompt
     from sdkit.backends.relay.fakerelay import FakeRelay, FakeReply
     from sdkit.backends.relay.limits import Limits
     from sdkit.backends.relay.remote import RemoteBackend
@@ -304,6 +335,7 @@ if _typing.TYPE_CHECKING:  # for type checkers and editors: the same names, impo
         InvalidRequestError,
         MissingDependencyError,
         ModelError,
+        ModerationError,
         NotFoundError,
         OutputError,
         PermissionDeniedError,
@@ -314,6 +346,7 @@ if _typing.TYPE_CHECKING:  # for type checkers and editors: the same names, impo
         SdkitError,
         ServerBusyError,
         ServerError,
+        TaskFailedError,
         UnprocessableEntityError,
         ValidationError,
     )
@@ -329,6 +362,7 @@ if _typing.TYPE_CHECKING:  # for type checkers and editors: the same names, impo
     from sdkit.secret import Secret
     from sdkit.server.app import create_app
     from sdkit.server.serve import BackgroundServer, serve_in_background
+    from sdkit.studies.compare import run_comparison, verify_comparison
     from sdkit.studies.folder import load_manifest
     from sdkit.studies.report import write_report
     from sdkit.studies.run import StudyRun, run_study

@@ -12,6 +12,9 @@
         │   └── APITimeoutError             no reply in time
         ├── ReplyError                      a 2xx reply that cannot be used (malformed, no image)
         │   └── ReplyTooLargeError          a reply or image past one of the client's Limits
+        ├── ModerationError                 the service refused the prompt or filtered the image (Stability's
+        │                                   CONTENT_FILTERED, Flux's Request/Content Moderated)
+        ├── TaskFailedError                 a queued task (Flux) ended in Error, Failed or Task not found
         └── APIStatusError                  a non-2xx reply; carries status, request id, message
             ├── BadRequestError             400
             ├── AuthenticationError         401
@@ -46,6 +49,7 @@ __all__ = [
     "InvalidRequestError",
     "MissingDependencyError",
     "ModelError",
+    "ModerationError",
     "NotFoundError",
     "OutputError",
     "PermissionDeniedError",
@@ -56,6 +60,7 @@ __all__ = [
     "SdkitError",
     "ServerBusyError",
     "ServerError",
+    "TaskFailedError",
     "UnprocessableEntityError",
     "ValidationError",
 ]
@@ -130,6 +135,29 @@ class ReplyTooLargeError(ReplyError):
         self.limit = limit
         self.value = value
         super().__init__(message, raw)
+
+
+class ModerationError(APIError):
+    """The service refused the prompt or filtered the image it made. ``reason`` is the service's word
+    for it (``CONTENT_FILTERED``, ``Request Moderated``, ``Content Moderated``, ``content_moderation``),
+    ``request_id`` its id for the request when it gave one, ``raw`` the reply's text (key scrubbed)."""
+
+    def __init__(self, message: str, *, reason: str, request_id: str | None = None, raw: str = "") -> None:
+        self.reason = reason
+        self.request_id = request_id
+        self.raw = raw
+        super().__init__(message)
+
+
+class TaskFailedError(APIError):
+    """A queued task ended without an image: ``status`` is its final status (``Error``, ``Failed``,
+    ``Task not found``), ``task_id`` the service's id for it, ``raw`` the last reply (key scrubbed)."""
+
+    def __init__(self, message: str, *, status: str, task_id: str | None = None, raw: str = "") -> None:
+        self.status = status
+        self.task_id = task_id
+        self.raw = raw
+        super().__init__(message)
 
 
 class APIStatusError(APIError):

@@ -2,6 +2,7 @@
 
 - :mod:`sdkit.backends.local`: diffusers pipelines on this machine (kind ``local``).
 - :mod:`sdkit.backends.relay`: an OpenAI-style Stable Diffusion API (kinds ``chat`` and ``images``).
+- :mod:`sdkit.backends.providers`: image APIs in their providers' own formats (kinds ``stability``, ``bfl``).
 
 A new kind is a class with the four members of :class:`Backend`, registered with
 :func:`register_backend` (or through the ``sdkit.backends`` entry-point group).

@@ -39,6 +39,8 @@ _BUILTINS: dict[str, str] = {
     "local": "sdkit.backends.local:create",
     "chat": "sdkit.backends.relay:create_chat",
     "images": "sdkit.backends.relay:create_images",
+    "stability": "sdkit.backends.providers:create_stability",
+    "bfl": "sdkit.backends.providers:create_bfl",
 }
 
 Factory = Callable[..., Any]

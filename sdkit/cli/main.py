@@ -17,7 +17,9 @@ from sdkit.backends.base import check
 from sdkit.backends.registry import backend_kinds, backend_options, create_backend
 from sdkit.backends.relay.apirequest import DEFAULT_API_MODEL, ChatRequest, ImagesRequest, SDExtras
 from sdkit.backends.relay.credentials import resolve_api_key, resolve_base_url
+from sdkit.backends.relay.expand import EXPANSIONS_DIR, expand_count, resolve_expand_axes
 from sdkit.backends.relay.snippet import export_request
+from sdkit.cli.expand import add_chat_args, add_expand_parser, chat_options
 from sdkit.errors import SdkitError, ValidationError
 from sdkit.metadata.imagemeta import read_image_metadata
 from sdkit.metadata.pngfile import save_result
@@ -186,6 +188,7 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_request_parser(sub)
     _add_sweep_parser(sub)
     _add_study_parser(sub)
+    add_expand_parser(sub)
     _add_serve_parser(sub)
     return parser
 
@@ -505,6 +508,7 @@ def _add_sweep_parser(sub) -> None:
     sw.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     _add_cpu_args(sw)
     _add_remote_args(sw)
+    add_chat_args(sw)
     sw.set_defaults(func=_cmd_sweep, n=1)
 
 
@@ -521,6 +525,9 @@ def _sweep_from_args(args: argparse.Namespace):
         axes[free] = axis
         args.prompt = axis.values[0]
     base = _params_from_args(args)
+    if any(expand_count(text) is not None for text in axes.values()):  # prompt_expand=N: asked once, kept in OUT
+        cache = os.path.join(args.out, EXPANSIONS_DIR)
+        axes, _ = resolve_expand_axes(axes, base.prompt, cache=cache, **chat_options(args))
     return Sweep(base, **axes, seeds=parse_seeds(args.seeds) if args.seeds else None)
 
 
@@ -593,7 +600,8 @@ def _cmd_study_run(args: argparse.Namespace) -> int:
         spec = parse_study_spec(f.read())
     if args.threads is not None or args.portable:
         spec = spec.with_cpu(threads=args.threads, portable=args.portable or spec.portable)
-    print(f"study {spec.name}: {study_sweep(spec).count()} image(s)", file=sys.stderr)
+    folder = args.out or os.path.join("runs", spec.name)
+    print(f"study {spec.name}: {study_sweep(spec, folder, offline=False).count()} image(s)", file=sys.stderr)
     run = run_study(spec, args.out, progress=not args.no_progress)
     print(
         f"made {run.made}, kept {run.kept}, failed {run.failed} of {run.total} in {run.elapsed_s:.1f}s", file=sys.stderr

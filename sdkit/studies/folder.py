@@ -57,11 +57,21 @@ def pixels_sha256(image: Image) -> str:
     return sha256(image.mode.encode() + repr(image.size).encode() + image.tobytes())
 
 
-def study_sweep(spec: StudySpec) -> Sweep:
-    """The study's cells: the spec's axes over its base parameters, every cell with every seed."""
+def study_sweep(spec: StudySpec, folder: str | Path | None = None, *, offline: bool = True) -> Sweep:
+    """The study's cells: the spec's axes over its base parameters, every cell with every seed.
+
+    A ``prompt_expand=N`` axis becomes the N prompts its chat model made, kept in ``folder/expansions/``
+    (asked for when missing unless ``offline``; without a folder it is asked for, uncached)."""
+    from sdkit.backends.relay.expand import EXPANSIONS_DIR, expand_count, resolve_expand_axes
     from sdkit.sweeps.sweep import Sweep
 
-    return Sweep(spec.params.replace(seed=spec.seeds[0]), **dict(spec.axes), seeds=tuple(spec.seeds))
+    axes: dict[str, Any] = dict(spec.axes)
+    if any(expand_count(text) is not None for text in axes.values()):
+        cache = Path(folder) / EXPANSIONS_DIR if folder is not None else None
+        axes, _ = resolve_expand_axes(
+            axes, spec.params.prompt, cache=cache, offline=offline and folder is not None, **dict(spec.expand)
+        )
+    return Sweep(spec.params.replace(seed=spec.seeds[0]), **axes, seeds=tuple(spec.seeds))
 
 
 def load_spec(spec: StudySpec | str | Path | Mapping[str, Any]) -> StudySpec:

@@ -129,7 +129,7 @@ def run_study(
     spec = load_spec(spec)
     folder = Path(out) if out is not None else Path("runs") / spec.name
     files = RunFolder(folder)
-    sweep = study_sweep(spec)
+    sweep = study_sweep(spec, folder, offline=False)  # a prompt_expand axis: its chat replies kept in the folder
     cells = sweep.cells()
     resolved = spec.to_dict()
     spec_path = folder / SPEC
@@ -289,8 +289,9 @@ def _save_image(
         replies = [raw] if isinstance(raw, str) else list(raw)
         archived = []
         for j, text in enumerate(replies):
-            reply_name = f"{REPLIES}/{cell.index:05d}-{j}.json"
             blob = text.encode() if isinstance(text, str) else bytes(text)
+            suffix = ".json" if isinstance(text, str) or blob.lstrip()[:1] in (b"{", b"[") else ".bin"  # an image reply
+            reply_name = f"{REPLIES}/{cell.index:05d}-{j}{suffix}"
             files.write(reply_name, blob)
             archived.append({"file": reply_name, "sha256": sha256(blob)})
         entry["replies"] = archived

@@ -33,7 +33,10 @@ _TOP_KEYS = (
     "batch",
     "threads",
     "portable",
+    "expand",
 )
+#: What a study's ``expand`` key may set: the chat model that makes a ``prompt_expand=N`` axis.
+_EXPAND_KEYS = ("model", "base_url", "system_prompt", "temperature")
 _AXES = ("x", "y", "z")
 
 
@@ -55,6 +58,9 @@ class StudySpec:
     portable: bool = False
     #: Further options of the backend kind (``create_backend(backend, **backend_options)``).
     backend_options: Mapping[str, Any] = field(default_factory=dict)
+    #: The chat model behind a ``prompt_expand=N`` axis (``model``, ``base_url``, ``system_prompt``,
+    #: ``temperature``; see :func:`sdkit.expand_prompt`).
+    expand: Mapping[str, Any] = field(default_factory=dict)
 
     def options(self) -> dict[str, Any]:
         """Everything the spec says about its backend, as ``create_backend`` options: ``backend_options``
@@ -95,6 +101,7 @@ class StudySpec:
             "sd_extras": self.sd_extras if "sd_extras" in (backend_options(self.backend) or ()) else None,
             "portable": True if self.portable else None,  # absent when off, as in folders made before it existed
             "backend_options": dict(self.backend_options) or None,
+            "expand": dict(self.expand) or None,  # absent unless set, as in folders made before it existed
         }
         return {k: v for k, v in out.items() if v is not None and v != ""}
 
@@ -204,6 +211,18 @@ def parse_study_spec(source: str | Mapping[str, Any]) -> StudySpec:
     sd_extras = data.get("sd_extras", False)
     if not isinstance(sd_extras, bool):
         raise _fail("sd_extras", sd_extras, "must be true or false")
+    expand = dict(_mapping("expand", data.get("expand") or {}))
+    for key, value in expand.items():
+        if key not in _EXPAND_KEYS:
+            hint = did_you_mean(str(key), _EXPAND_KEYS)
+            raise _fail(f"expand.{key}", value, f"unknown key; {hint or 'known: ' + ', '.join(_EXPAND_KEYS)}")
+        if key == "temperature":
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 2:
+                raise _fail("expand.temperature", value, "must be a number from 0 to 2")
+        elif not isinstance(value, str) or not value.strip():
+            raise _fail(f"expand.{key}", value, "must be a text")
+    if "base_url" in expand and not expand["base_url"].startswith(("http://", "https://")):
+        raise _fail("expand.base_url", expand["base_url"], "must start with http:// or https://")
     description = data.get("description", "")
     if not isinstance(description, str):
         raise _fail("description", description, "must be text")
@@ -221,6 +240,7 @@ def parse_study_spec(source: str | Mapping[str, Any]) -> StudySpec:
         sd_extras=sd_extras,
         portable=portable,
         backend_options=extra,
+        expand=expand,
     )
 
 

@@ -118,7 +118,7 @@ def verify_study(
     recorded_env = read_json(folder, ENVIRONMENT)
     if not isinstance(recorded_env, dict):
         raise ValidationError(str(folder / ENVIRONMENT), recorded_env, "is not a JSON object")
-    expected = study_sweep(spec).count()
+    expected = study_sweep(spec, folder).count()
     if len(entries) != expected:
         problems.append(f"the manifest lists {len(entries)} image(s), the spec makes {expected}")
     if len({e["cell"] for e in entries}) != len(entries):
@@ -242,6 +242,10 @@ def _cpu_difference(entry: Mapping[str, Any], now: Mapping[str, Any]) -> str:
     return ("made with other CPU settings: " + ", ".join(changed)) if changed else ""
 
 
+#: Kinds whose archived replies are in a provider's official format (:mod:`sdkit.backends.providers`).
+PROVIDER_KINDS = ("stability", "bfl")
+
+
 def _check_archive(folder: Path, entry: dict[str, Any], backend_name: str) -> ImageCheck:
     """An image that cannot be made again: its file is the manifest's (checked before), its reply files
     intact, and where a reply carries the image itself (base64, data URI), that image equal to the PNG's
@@ -250,6 +254,7 @@ def _check_archive(folder: Path, entry: dict[str, Any], backend_name: str) -> Im
 
     from PIL import Image
 
+    from sdkit.backends.providers.backend import reply_images as provider_reply_images
     from sdkit.backends.relay.reply import reply_images
 
     cell, name = entry["cell"], entry["file"]
@@ -262,7 +267,10 @@ def _check_archive(folder: Path, entry: dict[str, Any], backend_name: str) -> Im
         if sha256(raw) != reply["sha256"]:
             return ImageCheck(cell, name, "archive-tampered", note=f"{reply['file']} differs from the manifest")
         try:
-            images += reply_images(raw, backend_name)
+            if backend_name in PROVIDER_KINDS:  # a provider's own format (an image, or JSON holding or linking one)
+                images += provider_reply_images(raw)
+            else:
+                images += reply_images(raw, backend_name)
         except SdkitError as exc:
             return ImageCheck(cell, name, "archive-tampered", note=f"{reply['file']} no longer parses: {exc}")
     if not entry.get("replies"):
@@ -285,7 +293,7 @@ def _check_grids(folder: Path, spec: StudySpec, entries: list[dict[str, Any]]) -
 
     from PIL import Image
 
-    sweep = study_sweep(spec)
+    sweep = study_sweep(spec, folder)
     by_cell = {e["cell"]: e for e in entries if (folder / e["file"]).is_file()}
     failures = read_json(folder, FAILURES, [])
     if not isinstance(failures, list) or not all(isinstance(f, dict) and "cell" in f for f in failures):

@@ -87,8 +87,8 @@ def canonical_param(name: str) -> str:
     """``"Steps"`` → ``"num_inference_steps"``; unknown names are refused with the list of known ones."""
     key = name.strip().lower()
     key = ALIASES.get(key, key)
-    if key not in AXIS_PARAMS and key != "prompt_matrix":
-        known = [*AXIS_PARAMS, "prompt_matrix"]
+    if key not in AXIS_PARAMS and key not in ("prompt_matrix", "prompt_expand"):
+        known = [*AXIS_PARAMS, "prompt_matrix", "prompt_expand"]
         hint = did_you_mean(name, known, aliases=ALIASES)
         raise ValidationError("axis", name, f"unknown parameter; {hint or 'known: ' + ', '.join(known)}")
     return key
@@ -219,6 +219,8 @@ class Axis:
         param = canonical_param(self.param)
         if param == "prompt_matrix":
             raise ValidationError("axis", self.param, "build a prompt matrix axis with prompt_axis(text, 'matrix')")
+        if param == "prompt_expand":
+            raise ValidationError("axis", self.param, "build a prompt_expand axis with expand_axis(expand_prompt(…))")
         object.__setattr__(self, "param", param)
         values = tuple(self.values)
         if not values:
@@ -296,6 +298,13 @@ def parse_axis(text: str) -> Axis:
     param = canonical_param(name)
     if param == "prompt_matrix":
         return prompt_axis(values, "matrix")
+    if param == "prompt_expand":
+        raise ValidationError(
+            "prompt_expand",
+            values.strip(),
+            "is made by a chat model first: sdkit sweep/study do it (--chat-model, a study's 'expand' key), "
+            "or build the axis with sdkit.expand_prompt and expand_axis",
+        )
     return Axis(param, parse_values(param, values))
 
 

@@ -167,6 +167,104 @@ class TestPlainImagesConformance(PlainRelayConformance):
     kind = "images"  # num_images=2 goes out as one request with n=2
 
 
+# --- stability and bfl: the providers' official formats, on loopback fakes ------------------------
+
+
+class ProviderConformance(BackendConformance):
+    """A provider backend on its fake, built with a key and no retries; the fake refuses :data:`REFUSED`
+    with an error that echoes the key sent."""
+
+    secret = SECRET
+    expected_capabilities = Capabilities(checks_params=True)
+    fake: Any
+    fake_url: str
+
+    @pytest.fixture(scope="class", autouse=True)
+    def _fake(self, request):
+        with type(self).fake(api_key=SECRET, refuse=[REFUSED]) as fake:
+            request.cls.fake_url = fake.url
+            yield fake
+
+    def base_options(self) -> dict[str, Any]:
+        return {"base_url": self.fake_url, "api_key": SECRET, "max_retries": 0}
+
+    def close_backend(self, backend) -> None:
+        backend.close()
+
+    def neutral_options(self) -> list[dict[str, Any]]:
+        return [{"api_key": "sk-another-key-9876543210"}, {"max_concurrency": 2}, {"timeout": 5.0}, {"max_retries": 3}]
+
+    def credential_options(self) -> list[dict[str, Any]]:
+        key = "sk-another-key-9876543210"
+        return [
+            {"base_url": self.fake_url.replace("http://", f"http://conformance:{SECRET}@"), "api_key": key},
+            {"base_url": f"http://conformance:{SECRET}@127.0.0.1:9/v1", "api_key": key},
+            {"api_key": SECRET + "-wrong"},  # refused: the fake's 401/403 echoes the key sent
+        ]
+
+    def bad_params(self) -> GenerationParams:
+        return self.request(f"please {REFUSED}")
+
+
+class TestStabilityConformance(ProviderConformance):
+    kind = "stability"
+    fake = sdkit.FakeStability
+
+    def pixel_options(self) -> list[dict[str, Any]]:
+        return [
+            {"base_url": "http://127.0.0.1:9/sd"},
+            {"model": "ultra"},
+            {"model": "sd3.5-medium"},
+            {"output_format": "webp"},
+            {"style_preset": "anime"},
+        ]
+
+    def neutral_options(self) -> list[dict[str, Any]]:
+        return [*super().neutral_options(), {"accept": "image"}]
+
+    def expected_model(self, params: GenerationParams) -> str:
+        return "core"
+
+    def refused_params(self) -> GenerationParams:
+        return self.request("a model Stability does not serve", model="dall-e-3")
+
+
+class TestStabilityImageReplyConformance(TestStabilityConformance):
+    """With ``Accept: image/*``: the bytes, the seed in a header."""
+
+    def base_options(self) -> dict[str, Any]:
+        return {**super().base_options(), "accept": "image"}
+
+    def neutral_options(self) -> list[dict[str, Any]]:
+        return [{"accept": "json"}, {"max_concurrency": 2}]
+
+
+class TestBFLConformance(ProviderConformance):
+    kind = "bfl"
+    fake = sdkit.FakeBFL
+
+    def base_options(self) -> dict[str, Any]:
+        return {**super().base_options(), "poll_interval": 0.01}
+
+    def pixel_options(self) -> list[dict[str, Any]]:
+        return [
+            {"base_url": "http://127.0.0.1:9/flux"},
+            {"model": "flux-pro-1.1"},
+            {"output_format": "jpeg"},
+            {"safety_tolerance": 6},
+            {"prompt_upsampling": True},
+        ]
+
+    def neutral_options(self) -> list[dict[str, Any]]:
+        return [*super().neutral_options(), {"poll_interval": 0.05}, {"poll_timeout": 60.0}, {"auth": "x-key"}]
+
+    def expected_model(self, params: GenerationParams) -> str:
+        return "flux-dev"
+
+    def refused_params(self) -> GenerationParams:
+        return self.request("a model name that cannot be a URL path", model="flux/../admin")
+
+
 # --- outside: backends written against the contract alone -------------------------------------
 
 SOLID_MODELS = ("tiny", "solid")

@@ -12,7 +12,7 @@ SOURCES = sources()
 
 
 def test_every_notebook_has_a_source():
-    assert len(SOURCES) == 7
+    assert len(SOURCES) == 8
     assert sorted(path.name for path in NB_DIR.glob("*.ipynb")) == sorted(notebook_path(s).name for s in SOURCES)
 
 

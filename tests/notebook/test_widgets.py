@@ -446,3 +446,27 @@ def test_prompt_lab_counts_tokens_as_the_prompt_changes_and_takes_the_syntax(lab
     assert lab.clip_skip.value == 2
     lab.model.value = "no/such-model-here"
     assert lab.tokens.value == ""  # no tokenizer on this machine: no counter, no error
+
+
+def test_prompt_labs_picker_offers_the_image_services(backend):
+    import sdkit
+
+    key = "sk-planted-lab-0123456789"
+    with sdkit.FakeStability(api_key=key) as stability, sdkit.FakeBFL(api_key=key) as flux:
+        backends = {
+            "local": backend,
+            "stability": sdkit.create_backend("stability", base_url=stability.url, api_key=key),
+            "flux": sdkit.create_backend("bfl", base_url=flux.url, api_key=key, poll_interval=0.01),
+        }
+        lab = PromptLab(backends, models=("tiny",))
+        assert list(lab.backend.options) == ["local", "stability", "flux"]
+        lab.prompt.value, lab.seed.value = "a lighthouse", 5
+        lab.width.value = lab.height.value = 64
+        for name, api in (("stability", "stability"), ("flux", "bfl")):
+            lab.backend.value = name
+            result = lab.generate()
+            assert result is not None and result.backend == api and result.seeds == (5,)
+            assert bytes(lab.image.value).startswith(PNG) and "seed 5" in lab.status.value
+            assert f"sdkit.create_backend({api!r})" in lab.code.value
+            assert key not in lab.code.value + lab.status.value
+        assert len(stability.api_requests) == 1 and len(flux.api_requests) == 1

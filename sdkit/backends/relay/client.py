@@ -145,10 +145,20 @@ def status_error(
             message = err
         elif isinstance(body.get("message"), str):
             message = body["message"]
+        elif isinstance(body.get("errors"), list) and body["errors"]:  # Stability: {id, name, errors: [...]}
+            name = f"{body['name']}: " if isinstance(body.get("name"), str) else ""
+            message = name + "; ".join(str(e) for e in body["errors"])
+        elif body.get("detail"):  # Flux (FastAPI): {detail: text or [{loc, msg, type}]}
+            detail = body["detail"]
+            items = detail if isinstance(detail, list) else [detail]
+            message = "; ".join(str(d.get("msg", d)) if isinstance(d, dict) else str(d) for d in items)
     if not message:
         message = clean.strip()[:300] or "(empty reply)"
     cls = status_error_class(status_code)
-    kwargs: dict[str, Any] = {"status_code": status_code, "request_id": _request_id(headers, *secrets), "body": body}
+    request_id = _request_id(headers, *secrets)
+    if request_id is None and isinstance(body, dict) and isinstance(body.get("id"), str) and "errors" in body:
+        request_id = body["id"][:MAX_REQUEST_ID_CHARS]  # Stability names the request in the body
+    kwargs: dict[str, Any] = {"status_code": status_code, "request_id": request_id, "body": body}
     if cls is RateLimitError:
         kwargs["retry_after"] = retry_after_seconds(headers)
     return cls(message, **kwargs)

@@ -36,6 +36,7 @@ __all__ = [
     "chat_completion",
     "fake_color",
     "fake_png",
+    "fake_text",
     "image_content",
 ]
 
@@ -68,6 +69,25 @@ def fake_png(prompt: str, seed: int | None = None, size: tuple[int, int] = (64, 
     buf = io.BytesIO()
     image.save(buf, format=fmt, **({"quality": 100} if fmt == "JPEG" else {}))
     return buf.getvalue()
+
+
+_DETAILS = (
+    ("golden hour lighting", "soft overcast light", "dramatic rim light", "moonlit night", "neon glow"),
+    ("wide angle", "close-up", "aerial view", "eye level", "low angle"),
+    ("oil painting", "cinematic photo", "watercolour", "digital art", "35mm film"),
+    ("muted palette", "vivid colours", "teal and orange", "pastel tones", "monochrome"),
+)
+
+
+def fake_text(body: Mapping[str, Any]) -> str:
+    """What the fake chat model answers: the user's idea with details drawn from it, the system prompt and
+    the request's ``seed``, so different seeds give different prompts and the same request the same one."""
+    messages = body.get("messages") or [{}]
+    idea = str(messages[-1].get("content", "")).strip()
+    system = "".join(str(m.get("content", "")) for m in messages if m.get("role") == "system")
+    digest = hashlib.sha256(f"{idea}\x00{system}\x00{body.get('seed')}".encode()).digest()
+    details = ", ".join(options[digest[i] % len(options)] for i, options in enumerate(_DETAILS))
+    return f"{idea}, {details}, highly detailed, sharp focus"
 
 
 def _data_uri(data: bytes, mime: str = "image/png") -> str:
@@ -210,7 +230,8 @@ class FakeRelay:
     ``shape`` picks where the default chat reply puts its image. ``api_key``, when given, is
     required: other keys get a 401 whose message echoes the key sent (as real relays do), so tests
     can check the client scrubs it. ``previews`` adds that many preview links before the final one
-    in the link shapes.
+    in the link shapes. A chat request for one of ``text_models`` (default ``fake-text``) gets text back
+    (:func:`fake_text`): a loopback chat model for prompt ideas.
     """
 
     def __init__(
@@ -221,6 +242,7 @@ class FakeRelay:
         api_key: str | None = None,
         image_size: tuple[int, int] = (64, 64),
         previews: int = 2,
+        text_models: Sequence[str] = ("fake-text",),
     ) -> None:
         if shape not in CHAT_SHAPES:
             raise ValueError(f"unknown shape {shape!r}; known: {', '.join(CHAT_SHAPES)}")
@@ -229,6 +251,7 @@ class FakeRelay:
         self.api_key = api_key
         self.image_size = image_size
         self.previews = previews
+        self.text_models = tuple(text_models)
         self.requests: list[RecordedRequest] = []
         self.max_in_flight = 0
         self._in_flight = 0
@@ -326,6 +349,8 @@ class FakeRelay:
         return self.image_size
 
     def _chat_reply(self, body: Mapping[str, Any]) -> FakeReply:
+        if body.get("model") in self.text_models:
+            return FakeReply.json(chat_completion({"content": fake_text(body)}, model=body["model"]))
         messages = body.get("messages") or [{}]
         prompt = str(messages[-1].get("content", ""))
         seed = body.get("seed")
