@@ -70,6 +70,59 @@ def parse_size(text: str) -> tuple[int, int]:
     return width, height
 
 
+#: Fields added after records and cache keys existed: left out of :meth:`GenerationParams.to_dict` at these values.
+OMITTED_AT_DEFAULT: dict[str, Any] = {
+    "variation_seed": None,
+    "variation_strength": 0.0,
+    "init_image": None,
+    "denoising_strength": 0.75,
+    "hires_scale": 1.0,
+    "hires_steps": None,
+    "hires_denoising": 0.5,
+    "hires_upscaler": "latent",
+}
+HIRES_UPSCALERS = ("latent", "lanczos")
+MAX_HIRES_SCALE = 4.0
+
+
+def _check_fraction(field: str, value: object) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        raise ValidationError(field, value, "must be a number between 0 and 1")
+    if not 0 <= value <= 1:
+        raise ValidationError(field, value, "must be between 0 and 1")
+    return float(value)
+
+
+def _check_modes(p: GenerationParams) -> None:
+    """Variation seed, img2img and hires fix fields (issue 16)."""
+    if p.variation_seed is not None:
+        _check_int("variation_seed", p.variation_seed, 0, MAX_SEED)
+    object.__setattr__(p, "variation_strength", _check_fraction("variation_strength", p.variation_strength))
+    if p.init_image is not None:
+        from sdkit.initimage import init_image_key
+
+        object.__setattr__(p, "init_image", init_image_key(p.init_image))
+    object.__setattr__(p, "denoising_strength", _check_fraction("denoising_strength", p.denoising_strength))
+    s = p.hires_scale
+    if not isinstance(s, (int, float)) or isinstance(s, bool) or not math.isfinite(s):
+        raise ValidationError("hires_scale", s, "must be a number")
+    if not 1 <= s <= MAX_HIRES_SCALE:
+        raise ValidationError("hires_scale", s, f"must be between 1 (off) and {MAX_HIRES_SCALE:g}")
+    object.__setattr__(p, "hires_scale", float(s))
+    if p.hires_steps is not None:
+        _check_int("hires_steps", p.hires_steps, 1, MAX_STEPS)
+    object.__setattr__(p, "hires_denoising", _check_fraction("hires_denoising", p.hires_denoising))
+    up = p.hires_upscaler
+    if not isinstance(up, str) or up.strip().lower() not in HIRES_UPSCALERS:
+        hint = did_you_mean(str(up), HIRES_UPSCALERS) if isinstance(up, str) else ""
+        raise ValidationError("hires_upscaler", up, f"must be one of {', '.join(HIRES_UPSCALERS)}" + (f"; {hint}" if hint else ""))
+    object.__setattr__(p, "hires_upscaler", up.strip().lower())
+    if p.variation_strength > 0 and p.variation_seed is None:
+        raise ValidationError("variation_strength", p.variation_strength, "needs a variation_seed")
+    if p.variation_strength > 0 and p.init_image is not None:
+        raise ValidationError("variation_strength", p.variation_strength, "variation seeds are for txt2img, not img2img")
+
+
 def _refuse_unknown_fields(cls):
     """Turn ``GenerationParams(prompt, cfg=7)``'s TypeError into a :class:`ValidationError` naming the
     field and the one meant; the generated ``__init__`` (its signature, frozen fields) stays as it is."""
@@ -115,6 +168,16 @@ class GenerationParams:
     scheduler: str | None = None
     num_images: int = 1
     model: str = DEFAULT_MODEL
+    # Issue 16 (image modes). Fields below are left out of to_dict() at their defaults, so the records and
+    # cache keys of requests that do not use them stay what they were.
+    variation_seed: int | None = None
+    variation_strength: float = 0.0
+    init_image: str | None = None
+    denoising_strength: float = 0.75
+    hires_scale: float = 1.0
+    hires_steps: int | None = None
+    hires_denoising: float = 0.5
+    hires_upscaler: str = "latent"
 
     def __post_init__(self) -> None:
         if not isinstance(self.prompt, str):
@@ -140,6 +203,7 @@ class GenerationParams:
         _check_int("num_images", self.num_images, 1, MAX_IMAGES)
         if not isinstance(self.model, str) or not self.model.strip():
             raise ValidationError("model", self.model, f"must be a model id, a folder or {DEFAULT_MODEL!r}")
+        _check_modes(self)
 
     @property
     def seeds(self) -> tuple[int, ...]:
@@ -155,7 +219,12 @@ class GenerationParams:
         return self.replace(seed=self.seeds[index], num_images=1)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """A JSON-ready mapping; fields added later are left out while they hold their defaults."""
+        data = dataclasses.asdict(self)
+        for name, default in OMITTED_AT_DEFAULT.items():
+            if data.get(name, default) == default and name in data:
+                del data[name]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GenerationParams:

@@ -17,6 +17,7 @@ from typing import Any
 from sdkit.backends.base import Capabilities, ResultCallback, StepCallback
 from sdkit.backends.local.cpu import CpuSettings, Threads, cpu_details, import_torch, numerics, resolve_threads
 from sdkit.backends.local.embedded import EMBEDDED_MODELS, NATIVE_SIZE, embedded_model_path, is_embedded
+from sdkit.backends.local.modes import mode_key, run_pipeline
 from sdkit.backends.local.schedulers import a1111_name, make_scheduler
 from sdkit.engine.planner import plan_batches
 from sdkit.errors import (
@@ -99,6 +100,7 @@ class _Loaded:
     native_size: int
     unet_params: int
     load_s: float
+    img2img: Any = None
 
 
 class LocalBackend:
@@ -347,16 +349,23 @@ class LocalBackend:
         threads = resolve_threads(self.cpu, self.device, loaded.unet_params, images=len(prompts), pixels=width * height)
         start = time.perf_counter()
         with torch.inference_mode(), numerics(torch, threads, portable=self.cpu.portable):
-            out = pipe(
-                prompt=prompts,
-                negative_prompt=negatives if any(negatives) else None,
-                num_inference_steps=first.num_inference_steps,
-                guidance_scale=first.guidance_scale,
-                width=width,
-                height=height,
-                generator=generators,
-                output_type="pil",
-                **kwargs,
+            images = run_pipeline(
+                loaded,
+                [params[i] for i in batch],
+                dict(
+                    prompt=prompts,
+                    negative_prompt=negatives if any(negatives) else None,
+                    num_inference_steps=first.num_inference_steps,
+                    guidance_scale=first.guidance_scale,
+                    width=width,
+                    height=height,
+                    generator=generators,
+                    output_type="pil",
+                    **kwargs,
+                ),
+                width,
+                height,
+                getattr(torch, self.dtype),
             )
         elapsed = time.perf_counter() - start
         details = {
@@ -382,7 +391,7 @@ class LocalBackend:
             results.append(
                 GenerationResult(
                     params=p,
-                    images=tuple(out.images[offset : offset + n]),
+                    images=tuple(images[offset : offset + n]),
                     seeds=p.seeds,
                     model=p.model,
                     backend=self.name,
@@ -397,7 +406,7 @@ class LocalBackend:
 
 def batch_key(p: GenerationParams) -> tuple:
     """Requests with equal keys can share one pipeline call (besides the model, which the planner adds)."""
-    return (p.num_inference_steps, p.guidance_scale, p.width, p.height, p.scheduler, p.negative_prompt == "")
+    return (p.num_inference_steps, p.guidance_scale, p.width, p.height, p.scheduler, p.negative_prompt == "", *mode_key(p))
 
 
 def _from_pretrained(cls: Any, source: str, dtype: Any, **kwargs: Any) -> Any:
