@@ -19,6 +19,7 @@ from sdkit.backends.local.cpu import CpuSettings, Threads, cpu_details, import_t
 from sdkit.backends.local.embedded import EMBEDDED_MODELS, NATIVE_SIZE, embedded_model_path, is_embedded
 from sdkit.backends.local.modes import mode_key, run_pipeline
 from sdkit.backends.local.schedulers import a1111_name, make_scheduler
+from sdkit.checkpoint import is_checkpoint_file
 from sdkit.engine.planner import plan_batches
 from sdkit.errors import (
     GenerationError,
@@ -217,9 +218,15 @@ class LocalBackend:
         dtype = getattr(torch, self.dtype)
         if not self.progress:
             _quiet_loading()
+        checkpoint_hash = None
         try:
             pipe = None
-            if self.dtype == "float16" and not is_embedded(model):
+            if is_checkpoint_file(model):
+                from sdkit.checkpoint import file_sha256, load_single_file
+
+                checkpoint_hash = file_sha256(model)
+                pipe = load_single_file(model, checkpoint_hash, dtype)
+            if pipe is None and self.dtype == "float16" and not is_embedded(model):
                 try:
                     pipe = _from_pretrained(DiffusionPipeline, source, dtype, variant="fp16")
                 except (OSError, ValueError):
@@ -236,7 +243,7 @@ class LocalBackend:
             ) from exc
         self._apply_memory(pipe)
         pipe.set_progress_bar_config(disable=not self.progress)
-        if folder is None:
+        if folder is None and checkpoint_hash is None:
             folder, revision = _model_folder(model, check_hub=False)
         base = pipe.scheduler
         native = pipe.unet.config.sample_size * getattr(pipe, "vae_scale_factor", 8)
@@ -244,7 +251,7 @@ class LocalBackend:
             model=model,
             pipe=pipe,
             folder=folder,
-            weights_hash=weights_hash(folder) if folder is not None else None,
+            weights_hash=checkpoint_hash or (weights_hash(folder) if folder is not None else None),
             revision=revision,
             base_scheduler=(type(base).__name__, dict(base.config)),
             native_size=int(native) if native else NATIVE_SIZE,
@@ -505,9 +512,14 @@ def _model_folder(model: str, *, check_hub: bool = True) -> tuple[Path | None, s
             return path, None
         raise InvalidModelError("model", model, _not_a_pipeline(path))
     if path.exists():
+        if path.suffix.lower() == ".safetensors":
+            from sdkit.checkpoint import check_checkpoint_file
+
+            check_checkpoint_file(path)
+            return None, None
         if path.suffix.lower() in CHECKPOINT_SUFFIXES:
             raise InvalidModelError(
-                "model", model, f"a single-file checkpoint; {_EXPECTED} — single-file loading comes later"
+                "model", model, f"a pickle checkpoint ({path.suffix}); {_EXPECTED} and .safetensors single files"
             )
         raise InvalidModelError("model", model, f"a file, not a model folder; {_EXPECTED}")
     has_separator = "/" in model or os.path.sep in model
@@ -543,7 +555,7 @@ def _not_a_pipeline(folder: Path) -> str:
         reason += f"; did you mean {str(nested[0])!r}?"
     elif checkpoints:
         shown = ", ".join(checkpoints[:3]) + (", …" if len(checkpoints) > 3 else "")
-        reason += f"; it holds single-file checkpoints ({shown}) — single-file loading comes later"
+        reason += f"; it holds single-file checkpoints ({shown}): give one of them"
     return reason
 
 

@@ -1,0 +1,249 @@
+"""Single-file checkpoints (A1111/Civitai ``.safetensors``): write one from a diffusers folder, load one offline.
+
+Loading goes through diffusers' ``from_single_file`` with ``config=`` a local folder of diffusers configs, so no
+hub is asked: for a file written by :func:`write_single_file` that folder is carried in the file's own safetensors
+metadata (``sdkit.config/<path>`` keys) and unpacked into sdkit's cache; for other files it is one of the config
+folders sdkit ships (``sdkit/configs/<type>``, chosen by diffusers' model-type inference), or the folder a user names.
+
+The file layout is the original Stable Diffusion (LDM) one: ``model.diffusion_model.*`` (UNet),
+``first_stage_model.*`` (VAE), ``cond_stage_model.transformer.*`` (CLIP text encoder, SD 1.x).
+A1111's ``Model hash`` is the first 10 hex digits of the file's sha256 (:func:`file_sha256`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from sdkit.errors import InvalidModelError, ModelError
+
+__all__ = ["config_folder", "file_sha256", "is_checkpoint_file", "write_single_file"]
+
+SINGLE_FILE_SUFFIXES = (".safetensors",)
+CONFIG_PREFIX = "sdkit.config/"
+_CONFIG_FILES = ("model_index.json", "scheduler/*.json", "*/config.json", "tokenizer*/*")
+SHIPPED_CONFIGS = Path(__file__).parent / "configs"
+
+
+def is_checkpoint_file(model: str) -> bool:
+    path = Path(model).expanduser()
+    return path.suffix.lower() in SINGLE_FILE_SUFFIXES and path.is_file()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file (hex); A1111's ``Model hash`` is its first 10 digits."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# --- diffusers folder → LDM keys ---------------------------------------------------------------
+
+_RESNET = (("norm1", "in_layers.0"), ("conv1", "in_layers.2"), ("norm2", "out_layers.0"), ("conv2", "out_layers.3"),
+           ("time_emb_proj", "emb_layers.1"), ("conv_shortcut", "skip_connection"))  # fmt: skip
+_UNET_TOP = {
+    "time_embedding.linear_1": "time_embed.0",
+    "time_embedding.linear_2": "time_embed.2",
+    "conv_in": "input_blocks.0.0",
+    "conv_norm_out": "out.0",
+    "conv_out": "out.2",
+}
+
+
+def _unet_prefixes(config: dict[str, Any]) -> list[tuple[str, str]]:
+    """(diffusers prefix, LDM prefix) for every block of a UNet2DConditionModel with this config."""
+    n = len(config["block_out_channels"])
+    per = config["layers_per_block"]
+    out = []
+    for i in range(n):
+        for j in range(per):
+            out.append((f"down_blocks.{i}.resnets.{j}.", f"input_blocks.{i * (per + 1) + j + 1}.0."))
+            out.append((f"down_blocks.{i}.attentions.{j}.", f"input_blocks.{i * (per + 1) + j + 1}.1."))
+        if i < n - 1:
+            out.append((f"down_blocks.{i}.downsamplers.0.conv.", f"input_blocks.{(i + 1) * (per + 1)}.0.op."))
+        has_attn = "CrossAttn" in config["up_block_types"][i]
+        for j in range(per + 1):
+            out.append((f"up_blocks.{i}.resnets.{j}.", f"output_blocks.{i * (per + 1) + j}.0."))
+            out.append((f"up_blocks.{i}.attentions.{j}.", f"output_blocks.{i * (per + 1) + j}.1."))
+        if i < n - 1:
+            out.append((f"up_blocks.{i}.upsamplers.0.", f"output_blocks.{i * (per + 1) + per}.{2 if has_attn else 1}."))
+    out += [("mid_block.resnets.0.", "middle_block.0."), ("mid_block.attentions.0.", "middle_block.1."),
+            ("mid_block.resnets.1.", "middle_block.2.")]  # fmt: skip
+    return out
+
+
+def _rename(key: str, prefixes: list[tuple[str, str]]) -> tuple[str, str | None]:
+    for hf, ldm in prefixes:
+        if key.startswith(hf):
+            return ldm + key[len(hf) :], hf
+    return key, None
+
+
+def unet_to_ldm(state: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    prefixes = _unet_prefixes(config)
+    out = {}
+    for key, value in state.items():
+        stem, _, leaf = key.rpartition(".")
+        if stem in _UNET_TOP:
+            out[f"{_UNET_TOP[stem]}.{leaf}"] = value
+            continue
+        new, matched = _rename(key, prefixes)
+        if matched is None:
+            raise ModelError(f"single-file conversion: no original-layout name for UNet weight {key!r}")
+        if ".resnets." in matched:
+            head, tail = new[: len(new) - len(key) + len(matched)], new[len(new) - len(key) + len(matched) :]
+            for hf, ldm in _RESNET:
+                if tail.startswith(hf + "."):
+                    tail = ldm + tail[len(hf) :]
+            new = head + tail
+        out[new] = value
+    return out
+
+
+def vae_to_ldm(state: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    n = len(config["block_out_channels"])
+    prefixes = [("encoder.mid_block.resnets.0.", "encoder.mid.block_1."), ("encoder.mid_block.resnets.1.", "encoder.mid.block_2."),
+                ("decoder.mid_block.resnets.0.", "decoder.mid.block_1."), ("decoder.mid_block.resnets.1.", "decoder.mid.block_2."),
+                ("encoder.mid_block.attentions.0.", "encoder.mid.attn_1."), ("decoder.mid_block.attentions.0.", "decoder.mid.attn_1."),
+                ("encoder.conv_norm_out.", "encoder.norm_out."), ("decoder.conv_norm_out.", "decoder.norm_out.")]  # fmt: skip
+    for i in range(n):
+        prefixes.append((f"encoder.down_blocks.{i}.resnets.", f"encoder.down.{i}.block."))
+        prefixes.append((f"encoder.down_blocks.{i}.downsamplers.0.", f"encoder.down.{i}.downsample."))
+        prefixes.append((f"decoder.up_blocks.{i}.resnets.", f"decoder.up.{n - 1 - i}.block."))
+        prefixes.append((f"decoder.up_blocks.{i}.upsamplers.0.", f"decoder.up.{n - 1 - i}.upsample."))
+    attn = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": "v", "to_out.0": "proj_out"}
+    out = {}
+    for key, value in state.items():
+        new, _ = _rename(key, prefixes)
+        new = new.replace(".conv_shortcut.", ".nin_shortcut.")
+        if ".mid.attn_1." in new:
+            head, _, rest = new.partition(".mid.attn_1.")
+            name, _, leaf = rest.rpartition(".")
+            new = f"{head}.mid.attn_1.{attn.get(name, name)}.{leaf}"
+            if leaf == "weight" and name != "group_norm" and value.ndim == 2:
+                value = value.reshape(*value.shape, 1, 1)
+        out[new] = value
+    return out
+
+
+def write_single_file(folder: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """Write the SD 1.x-family diffusers pipeline in ``folder`` as one original-layout ``.safetensors`` file,
+    its diffusers configs (and tokenizer) carried in the file's metadata so it loads offline."""
+    from safetensors.torch import load_file, save_file
+
+    folder, path = Path(folder), Path(path)
+    if not (folder / "model_index.json").is_file():
+        raise InvalidModelError("model", str(folder), "not a diffusers folder (no model_index.json)")
+    if path.suffix.lower() != ".safetensors":
+        raise InvalidModelError("out", str(path), "a single-file checkpoint must end in .safetensors")
+    index = json.loads((folder / "model_index.json").read_text())
+    if "text_encoder_2" in index or index.get("_class_name") != "StableDiffusionPipeline":
+        raise InvalidModelError("model", str(folder), "only StableDiffusionPipeline (SD 1.x family) folders convert")
+
+    def weights(sub: str) -> dict[str, Any]:
+        files = sorted((folder / sub).glob("*.safetensors"))
+        if len(files) != 1:
+            raise InvalidModelError("model", str(folder), f"{sub}/ must hold one .safetensors file")
+        return load_file(files[0])
+
+    unet_cfg = json.loads((folder / "unet" / "config.json").read_text())
+    vae_cfg = json.loads((folder / "vae" / "config.json").read_text())
+    state: dict[str, Any] = {}
+    state.update({"model.diffusion_model." + k: v for k, v in unet_to_ldm(weights("unet"), unet_cfg).items()})
+    state.update({"first_stage_model." + k: v for k, v in vae_to_ldm(weights("vae"), vae_cfg).items()})
+    text = weights("text_encoder")  # transformers >= 5.6 saves CLIPTextModel without its "text_model." level
+    state.update({"cond_stage_model.transformer." + ("" if k.startswith("text_model.") else "text_model.") + k: v
+                  for k, v in text.items()})  # fmt: skip
+    metadata = {"format": "pt", "sdkit.source": folder.name}
+    for pattern in _CONFIG_FILES:
+        for file in sorted(folder.glob(pattern)):
+            if file.is_file() and file.suffix in (".json", ".txt"):
+                metadata[CONFIG_PREFIX + file.relative_to(folder).as_posix()] = file.read_text()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path), metadata=metadata)
+    return path
+
+
+# --- loading ---------------------------------------------------------------------------------
+
+
+def _embedded_configs(path: Path) -> dict[str, str]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    return {k[len(CONFIG_PREFIX) :]: v for k, v in meta.items() if k.startswith(CONFIG_PREFIX)}
+
+
+def config_folder(path: str | os.PathLike, digest: str) -> tuple[Path, str]:
+    """The local diffusers config folder for checkpoint ``path`` and where it came from (``embedded`` or the
+    shipped type's name). A :class:`ModelError` when there is none, naming the model type found."""
+    path = Path(path)
+    files = _embedded_configs(path)
+    if files:
+        from sdkit.backends.local.embedded import cache_dir
+
+        target = cache_dir() / "single-file-configs" / digest[:16]
+        if not (target / "model_index.json").is_file():
+            for rel, text in files.items():
+                if ".." in Path(rel).parts or Path(rel).is_absolute():
+                    raise InvalidModelError("model", str(path), f"bad config path {rel!r} in its metadata")
+                (target / rel).parent.mkdir(parents=True, exist_ok=True)
+                (target / rel).write_text(text)
+        return target, "embedded"
+    from diffusers.loaders.single_file_utils import infer_diffusers_model_type, load_single_file_checkpoint
+
+    kind = infer_diffusers_model_type(load_single_file_checkpoint(str(path), local_files_only=True))
+    shipped = SHIPPED_CONFIGS / kind
+    if (shipped / "model_index.json").is_file():
+        return shipped, kind
+    raise ModelError(
+        f"model={str(path)!r}: a {kind!r} checkpoint; sdkit carries no diffusers configs for that type "
+        f"(it has: {', '.join(sorted(p.name for p in SHIPPED_CONFIGS.glob('*') if p.is_dir())) or 'none'}), "
+        "so it cannot load offline"
+    )
+
+
+def load_single_file(path: str | os.PathLike, digest: str, dtype: Any) -> Any:
+    """A text-to-image pipeline from checkpoint ``path`` (diffusers' ``from_single_file``, offline)."""
+    import warnings
+
+    from diffusers import DiffusionPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
+
+    config, _ = config_folder(path, digest)
+    index = json.loads((config / "model_index.json").read_text())
+    cls = StableDiffusionXLPipeline if "text_encoder_2" in index else StableDiffusionPipeline
+    assert issubclass(cls, DiffusionPipeline)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
+        try:
+            return cls.from_single_file(str(path), config=str(config), local_files_only=True, torch_dtype=dtype)
+        except Exception as exc:  # diffusers' SingleFileComponentError, a missing key, a shape mismatch
+            raise ModelError(f"model={str(path)!r}: could not load it as a single-file checkpoint: {exc}") from exc
+
+
+def check_checkpoint_file(path: str | os.PathLike) -> None:
+    """Refuse, from its header alone (no torch), a ``.safetensors`` file that is not a Stable Diffusion checkpoint."""
+    import struct
+
+    model = str(path)
+    try:
+        with open(path, "rb") as f:
+            (size,) = struct.unpack("<Q", f.read(8))
+            if not 2 <= size <= 100 * 2**20:
+                raise ValueError(size)
+            header = json.loads(f.read(size))
+    except (OSError, ValueError, struct.error):
+        raise InvalidModelError("model", model, "not a readable .safetensors file (its header is damaged)") from None
+    if not any(k.startswith(UNET_PREFIX) for k in header):
+        raise InvalidModelError(
+            "model", model, f"holds no UNet weights ({UNET_PREFIX}*): a LoRA, a VAE or an embedding, not a checkpoint"
+        )
+
+
+UNET_PREFIX = "model.diffusion_model."
