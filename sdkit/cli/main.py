@@ -62,6 +62,27 @@ def _add_generation_args(p: argparse.ArgumentParser) -> None:
         help="diffusers model id, local folder, or an embedded model (tiny, tiny-random, tiny-sdxl)",
     )
     p.add_argument("--n", type=int, default=1, metavar="N", help="number of images (seeds SEED, SEED+1, …)")
+    _add_mode_args(p)
+
+
+def _add_mode_args(p: argparse.ArgumentParser) -> None:
+    """Variation seeds, img2img and hires fix (issue 16); only what is given reaches GenerationParams."""
+    m = p.add_argument_group("variation, img2img, hires fix")
+    m.add_argument("--variation-seed", type=int, default=None, metavar="N", help="A1111's variation seed")
+    m.add_argument("--variation-strength", type=float, default=None, metavar="F", help="0 = the seed, 1 = the variation seed")
+    m.add_argument("--init-image", default=None, metavar="PATH|URL", help="img2img: the picture to start from")
+    m.add_argument("--strength", type=float, default=None, metavar="F", help="img2img denoising strength 0-1 (default 0.75)")
+    m.add_argument("--hires-scale", type=float, default=None, metavar="F", help="hires fix: upscale by F (e.g. 2)")
+    m.add_argument("--hires-steps", type=int, default=None, metavar="N", help="hires pass steps (default: --steps)")
+    m.add_argument("--hires-denoising", type=float, default=None, metavar="F", help="hires pass strength (default 0.5)")
+    m.add_argument("--hires-upscaler", default=None, metavar="NAME", help="latent (default) or lanczos")
+
+
+def _mode_fields(args: argparse.Namespace) -> dict[str, object]:
+    names = {"variation_seed": "variation_seed", "variation_strength": "variation_strength", "init_image": "init_image",
+             "strength": "denoising_strength", "hires_scale": "hires_scale", "hires_steps": "hires_steps",
+             "hires_denoising": "hires_denoising", "hires_upscaler": "hires_upscaler"}  # fmt: skip
+    return {field: getattr(args, arg) for arg, field in names.items() if getattr(args, arg, None) is not None}
 
 
 def _threads(text: str):
@@ -289,6 +310,7 @@ def _params_from_args(args: argparse.Namespace):
         scheduler=args.scheduler,
         num_images=args.n,
         model=args.model,
+        **_mode_fields(args),
     )
 
 
@@ -446,7 +468,8 @@ def _add_sweep_parser(sub) -> None:
         "(stderr) and the grid path(s) last (stdout).",
         epilog='Axis values: CSV lists (a,"b, c"), ranges 1-5, 5-20 (+5), 10-5 (-3), 1-10 [5], 0-1 (+0.25); '
         "parameters: seed, steps (num_inference_steps), cfg (guidance_scale), width, height, size, sampler "
-        "(scheduler), model, prompt, negative_prompt, prompt_sr (search,replace,…), prompt_matrix.",
+        "(scheduler), model, prompt, negative_prompt, prompt_sr (search,replace,…), prompt_matrix, variation_seed, "
+        "variation_strength, denoising_strength, hires_scale, hires_steps, hires_denoising, hires_upscaler.",
     )
     sw.add_argument(
         "prompt", help="the base prompt (a prompt matrix or dynamicprompts template with --matrix/--dynamic)"
@@ -461,6 +484,7 @@ def _add_sweep_parser(sub) -> None:
     sw.add_argument("--cfg", type=float, default=7.5, metavar="F", help="guidance scale (default 7.5)")
     sw.add_argument("--size", default=None, metavar="WxH", help="image size (default: the model's native size)")
     sw.add_argument("--scheduler", default=None, metavar="NAME", help="A1111 sampler name or diffusers class name")
+    _add_mode_args(sw)
     sw.add_argument("--model", default=DEFAULT_MODEL, metavar="ID|PATH|tiny", help="model (default: the embedded tiny)")
     prompts = sw.add_mutually_exclusive_group()
     prompts.add_argument("--matrix", action="store_true", help="PROMPT is a prompt matrix base|a|b (first free axis)")

@@ -58,6 +58,26 @@ RECORD_KEY = "sdkit"
 INFOTEXT_KEY = "parameters"
 
 
+def mode_pairs(p: Mapping[str, Any]) -> dict[str, Any]:
+    """A1111's keys for variation seeds, img2img and hires fix (only those in use)."""
+    pairs: dict[str, Any] = {}
+    if p.get("variation_strength"):
+        pairs["Variation seed"] = p.get("variation_seed")
+        pairs["Variation seed strength"] = p["variation_strength"]
+    hires = p.get("hires_scale", 1.0) > 1
+    if p.get("init_image"):
+        pairs["Denoising strength"] = p.get("denoising_strength", 0.75)
+    elif hires:
+        pairs["Denoising strength"] = p.get("hires_denoising", 0.5)
+    if hires:
+        pairs["Hires upscale"] = p["hires_scale"]
+        pairs["Hires steps"] = p.get("hires_steps")
+        pairs["Hires upscaler"] = p.get("hires_upscaler", "latent").capitalize()
+        if p.get("init_image"):
+            pairs["Hires denoising"] = p.get("hires_denoising", 0.5)
+    return pairs
+
+
 def record_infotext(record: Mapping[str, Any]) -> str:
     """A1111 infotext for one image's sdkit record."""
     p = record["params"]
@@ -72,6 +92,7 @@ def record_infotext(record: Mapping[str, Any]) -> str:
         "Size": size,
         "Model hash": (record.get("model_hash") or "")[:10] or None,
         "Model": model_name,
+        **mode_pairs(p),
         "RNG": "CPU" if record.get("generator") == "cpu" else None,
         "Backend": record.get("backend") if record.get("backend") != "local" else None,
         "Version": f"sdkit {record.get('sdkit', __version__)}",
