@@ -107,10 +107,14 @@ def unet_to_ldm(state: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]
 
 def vae_to_ldm(state: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
     n = len(config["block_out_channels"])
-    prefixes = [("encoder.mid_block.resnets.0.", "encoder.mid.block_1."), ("encoder.mid_block.resnets.1.", "encoder.mid.block_2."),
-                ("decoder.mid_block.resnets.0.", "decoder.mid.block_1."), ("decoder.mid_block.resnets.1.", "decoder.mid.block_2."),
-                ("encoder.mid_block.attentions.0.", "encoder.mid.attn_1."), ("decoder.mid_block.attentions.0.", "decoder.mid.attn_1."),
-                ("encoder.conv_norm_out.", "encoder.norm_out."), ("decoder.conv_norm_out.", "decoder.norm_out.")]  # fmt: skip
+    prefixes = []
+    for part in ("encoder", "decoder"):
+        prefixes += [
+            (f"{part}.mid_block.resnets.0.", f"{part}.mid.block_1."),
+            (f"{part}.mid_block.resnets.1.", f"{part}.mid.block_2."),
+            (f"{part}.mid_block.attentions.0.", f"{part}.mid.attn_1."),
+            (f"{part}.conv_norm_out.", f"{part}.norm_out."),
+        ]
     for i in range(n):
         prefixes.append((f"encoder.down_blocks.{i}.resnets.", f"encoder.down.{i}.block."))
         prefixes.append((f"encoder.down_blocks.{i}.downsamplers.0.", f"encoder.down.{i}.downsample."))

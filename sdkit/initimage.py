@@ -130,3 +130,31 @@ def load_init_image(key: str) -> Any:
     raise ValidationError(
         "init_image", key, "no picture with this key on this machine: give the image itself (path, URL or PIL image)"
     )
+
+
+INPUTS = "inputs"
+
+
+def save_init_images(keys: Any, folder: str | os.PathLike) -> list[Path]:
+    """Copy the init images named by ``keys`` into ``folder/inputs/<hex>.png`` (a run folder carries its inputs)."""
+    written = []
+    for key in dict.fromkeys(k for k in keys if k):
+        path = Path(folder) / INPUTS / f"{key[len(KEY_PREFIX) :]}.png"
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            load_init_image(key).save(path, format="PNG")
+        written.append(path)
+    return written
+
+
+def load_folder_inputs(folder: str | os.PathLike) -> list[str]:
+    """Make the pictures in ``folder/inputs`` known (each checked against its name); their keys."""
+    from PIL import Image
+
+    keys = []
+    for path in sorted((Path(folder) / INPUTS).glob("*.png")):
+        with Image.open(path) as f:
+            image = f.convert("RGB")
+        if pixel_sha256(image) == path.stem:
+            keys.append(store_init_image(image))
+    return keys

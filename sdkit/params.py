@@ -115,12 +115,16 @@ def _check_modes(p: GenerationParams) -> None:
     up = p.hires_upscaler
     if not isinstance(up, str) or up.strip().lower() not in HIRES_UPSCALERS:
         hint = did_you_mean(str(up), HIRES_UPSCALERS) if isinstance(up, str) else ""
-        raise ValidationError("hires_upscaler", up, f"must be one of {', '.join(HIRES_UPSCALERS)}" + (f"; {hint}" if hint else ""))
+        raise ValidationError(
+            "hires_upscaler", up, f"must be one of {', '.join(HIRES_UPSCALERS)}" + (f"; {hint}" if hint else "")
+        )
     object.__setattr__(p, "hires_upscaler", up.strip().lower())
     if p.variation_strength > 0 and p.variation_seed is None:
         raise ValidationError("variation_strength", p.variation_strength, "needs a variation_seed")
     if p.variation_strength > 0 and p.init_image is not None:
-        raise ValidationError("variation_strength", p.variation_strength, "variation seeds are for txt2img, not img2img")
+        raise ValidationError(
+            "variation_strength", p.variation_strength, "variation seeds are for txt2img, not img2img"
+        )
 
 
 def _refuse_unknown_fields(cls):

@@ -69,9 +69,13 @@ def _add_mode_args(p: argparse.ArgumentParser) -> None:
     """Variation seeds, img2img and hires fix (issue 16); only what is given reaches GenerationParams."""
     m = p.add_argument_group("variation, img2img, hires fix")
     m.add_argument("--variation-seed", type=int, default=None, metavar="N", help="A1111's variation seed")
-    m.add_argument("--variation-strength", type=float, default=None, metavar="F", help="0 = the seed, 1 = the variation seed")
+    m.add_argument(
+        "--variation-strength", type=float, default=None, metavar="F", help="0 = the seed, 1 = the variation seed"
+    )
     m.add_argument("--init-image", default=None, metavar="PATH|URL", help="img2img: the picture to start from")
-    m.add_argument("--strength", type=float, default=None, metavar="F", help="img2img denoising strength 0-1 (default 0.75)")
+    m.add_argument(
+        "--strength", type=float, default=None, metavar="F", help="img2img denoising strength 0-1 (default 0.75)"
+    )
     m.add_argument("--hires-scale", type=float, default=None, metavar="F", help="hires fix: upscale by F (e.g. 2)")
     m.add_argument("--hires-steps", type=int, default=None, metavar="N", help="hires pass steps (default: --steps)")
     m.add_argument("--hires-denoising", type=float, default=None, metavar="F", help="hires pass strength (default 0.5)")

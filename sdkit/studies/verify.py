@@ -149,6 +149,10 @@ def verify_study(
     if not regenerable:
         return Verification(folder, tuple(checks[k] for k in sorted(checks)), (), tuple(problems))
 
+    if any(e["params"].get("init_image") for e in regenerable):
+        from sdkit.initimage import load_folder_inputs
+
+        load_folder_inputs(folder)  # the run folder carries its img2img inputs
     replays = _replays(entries, regenerable, recorded_env.get("torch_threads"))
     largest = max((e["batch"]["size"] for e in regenerable), default=1)
     backends: dict[int | None, Backend] = {}

@@ -62,7 +62,9 @@ def start_latents(
         for vseed in variation_seeds(p):
             noise = torch.randn(shape, generator=generators[k], device="cpu", dtype=dtype)
             if uses_variation(p):
-                other = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(vseed), device="cpu", dtype=dtype)
+                other = torch.randn(
+                    shape, generator=torch.Generator("cpu").manual_seed(vseed), device="cpu", dtype=dtype
+                )
                 noise = slerp(p.variation_strength, noise, other)
             rows.append(noise)
             k += 1

@@ -413,7 +413,15 @@ class LocalBackend:
 
 def batch_key(p: GenerationParams) -> tuple:
     """Requests with equal keys can share one pipeline call (besides the model, which the planner adds)."""
-    return (p.num_inference_steps, p.guidance_scale, p.width, p.height, p.scheduler, p.negative_prompt == "", *mode_key(p))
+    return (
+        p.num_inference_steps,
+        p.guidance_scale,
+        p.width,
+        p.height,
+        p.scheduler,
+        p.negative_prompt == "",
+        *mode_key(p),
+    )
 
 
 def _from_pretrained(cls: Any, source: str, dtype: Any, **kwargs: Any) -> Any:
