@@ -16,6 +16,7 @@ from sdkit.backends.base import capabilities
 from sdkit.backends.local.schedulers import A1111_SCHEDULERS
 from sdkit.errors import MissingDependencyError, SdkitError, ValidationError
 from sdkit.metadata.pngfile import png_bytes
+from sdkit.notebook.modes import ModeControls
 from sdkit.params import DEFAULT_MODEL, MAX_SEED, GenerationParams
 from sdkit.sweeps.axis import AXIS_PARAMS
 from sdkit.sweeps.grid import MIN_TILE
@@ -141,6 +142,7 @@ class PromptLab:
             value="", description="Code", disabled=False, layout=w.Layout(width="100%", height="9em")
         )
         self.generate_button.on_click(lambda _b: self.generate())
+        self.modes = ModeControls(start, use_shown=self.use_shown_image)
         controls = w.VBox(
             [
                 self.prompt,
@@ -151,6 +153,7 @@ class PromptLab:
                 w.HBox([self.width, self.height]),
                 self.scheduler,
                 w.HBox([self.backend, self.model]),
+                self.modes.box,
                 w.HBox([self.generate_button, self.progress]),
                 self.status,
             ],
@@ -181,6 +184,7 @@ class PromptLab:
             height=self.height.value or None,
             scheduler=None if self.scheduler.value == MODEL_DEFAULT else self.scheduler.value,
             model=self.model.value.strip(),
+            **self.modes.fields(),
         )
 
     def set_params(self, params: GenerationParams, backend: str | None = None) -> None:
@@ -198,6 +202,7 @@ class PromptLab:
         self.height.value = params.height or 0
         self.scheduler.value = params.scheduler or MODEL_DEFAULT
         self.model.value = params.model
+        self.modes.set(params)
         if backend in self.backends:
             self.backend.value = backend
 
@@ -262,6 +267,15 @@ class PromptLab:
         self.image.value = png_bytes(entry.result.images[0])
         code = self.backend_code.get(entry.backend) or _backend_code(self.backends[entry.backend])
         self.code.value = python_call(entry.params, code)
+
+    def use_shown_image(self) -> None:
+        """img2img from the image shown: it becomes the init image (kept by its sha256)."""
+        if self.last is None:
+            self.status.value = _error_html(ValidationError("init_image", None, "generate an image first"))
+            return
+        from sdkit.initimage import store_init_image
+
+        self.modes.init_image.value = store_init_image(self.last.images[0])
 
     def _add_history(self, entry: HistoryEntry) -> None:
         w = _widgets()
@@ -376,6 +390,7 @@ class SweepPanel:
         self.grid = w.Image(format="png", layout=w.Layout(max_width="100%", height="auto", align_self="flex-start"))
         self.grid_page.observe(lambda _c: self.show_grid(self.grid_page.value), names="value")
         self.viewer_box = w.VBox()
+        self.modes = ModeControls(start)
         for control in (
             self.prompt,
             self.negative_prompt,
@@ -386,6 +401,7 @@ class SweepPanel:
             self.model,
             *self.axis_params.values(),
             *self.axis_values.values(),
+            *self.modes.controls,
         ):
             control.observe(lambda _change: self.update_count(), names="value")
         self.run_button.on_click(lambda _b: self.run())
@@ -397,6 +413,7 @@ class SweepPanel:
                 self.steps,
                 self.guidance,
                 self.model,
+                self.modes.box,
                 *rows,
                 self.count,
                 w.HBox([self.run_button, self.progress]),
@@ -423,6 +440,7 @@ class SweepPanel:
             num_inference_steps=self.steps.value,
             guidance_scale=self.guidance.value,
             model=self.model.value.strip(),
+            **self.modes.fields(),
         )
         if not self.seeds.value.strip():
             raise ValidationError("seeds", "", "type a count of images per cell (e.g. 2) or seeds (e.g. 1,2,3)")
