@@ -2,8 +2,8 @@
 
 Loading goes through diffusers' ``from_single_file`` with ``config=`` a local folder of diffusers configs, so no
 hub is asked: for a file written by :func:`write_single_file` that folder is carried in the file's own safetensors
-metadata (``sdkit.config/<path>`` keys) and unpacked into sdkit's cache; for other files it is one of the config
-folders sdkit ships (``sdkit/configs/<type>``, chosen by diffusers' model-type inference), or the folder a user names.
+metadata (``sdkit.diffusers_configs``: JSON, path → text) and unpacked into sdkit's cache; for other files it is
+one of the config folders sdkit ships (``sdkit/configs/<type>``, chosen by diffusers' model-type inference).
 
 The file layout is the original Stable Diffusion (LDM) one: ``model.diffusion_model.*`` (UNet),
 ``first_stage_model.*`` (VAE), ``cond_stage_model.transformer.*`` (CLIP text encoder, SD 1.x).
@@ -23,7 +23,7 @@ from sdkit.errors import InvalidModelError, ModelError
 __all__ = ["config_folder", "file_sha256", "is_checkpoint_file", "write_single_file"]
 
 SINGLE_FILE_SUFFIXES = (".safetensors",)
-CONFIG_PREFIX = "sdkit.config/"
+CONFIG_KEY = "sdkit.diffusers_configs"
 _CONFIG_FILES = ("model_index.json", "scheduler/*.json", "*/config.json", "tokenizer*/*")
 SHIPPED_CONFIGS = Path(__file__).parent / "configs"
 
@@ -163,11 +163,13 @@ def write_single_file(folder: str | os.PathLike, path: str | os.PathLike) -> Pat
     text = weights("text_encoder")  # transformers >= 5.6 saves CLIPTextModel without its "text_model." level
     state.update({"cond_stage_model.transformer." + ("" if k.startswith("text_model.") else "text_model.") + k: v
                   for k, v in text.items()})  # fmt: skip
-    metadata = {"format": "pt", "sdkit.source": folder.name}
+    configs = {}
     for pattern in _CONFIG_FILES:
         for file in sorted(folder.glob(pattern)):
             if file.is_file() and file.suffix in (".json", ".txt"):
-                metadata[CONFIG_PREFIX + file.relative_to(folder).as_posix()] = file.read_text()
+                configs[file.relative_to(folder).as_posix()] = file.read_text()
+    # one metadata key: safetensors writes several in a random order, and the same model must give the same hash
+    metadata = {CONFIG_KEY: json.dumps(configs, sort_keys=True, ensure_ascii=False)}
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in state.items()}, str(path), metadata=metadata)
     return path
@@ -181,7 +183,11 @@ def _embedded_configs(path: Path) -> dict[str, str]:
 
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata() or {}
-    return {k[len(CONFIG_PREFIX) :]: v for k, v in meta.items() if k.startswith(CONFIG_PREFIX)}
+    try:
+        configs = json.loads(meta.get(CONFIG_KEY, "{}"))
+    except json.JSONDecodeError:
+        raise InvalidModelError("model", str(path), f"its {CONFIG_KEY!r} metadata is not JSON") from None
+    return {str(k): str(v) for k, v in configs.items()} if isinstance(configs, dict) else {}
 
 
 def config_folder(path: str | os.PathLike, digest: str) -> tuple[Path, str]:
@@ -220,6 +226,7 @@ def load_single_file(path: str | os.PathLike, digest: str, dtype: Any) -> Any:
     from diffusers import DiffusionPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
 
     config, _ = config_folder(path, digest)
+    quiet_empty_fp32_notice()
     index = json.loads((config / "model_index.json").read_text())
     cls = StableDiffusionXLPipeline if "text_encoder_2" in index else StableDiffusionPipeline
     assert issubclass(cls, DiffusionPipeline)
@@ -251,3 +258,17 @@ def check_checkpoint_file(path: str | os.PathLike) -> None:
 
 
 UNET_PREFIX = "model.diffusion_model."
+
+
+class _EmptyFp32Notice:
+    """Drops diffusers' "modules … should be kept in float32: []" line: with no such module it warns of nothing."""
+
+    @staticmethod
+    def filter(record: Any) -> bool:
+        return "should be kept in float32: []" not in record.getMessage()
+
+
+def quiet_empty_fp32_notice() -> None:
+    import logging
+
+    logging.getLogger("diffusers.models.modeling_utils").addFilter(_EmptyFp32Notice)

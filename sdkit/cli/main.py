@@ -193,7 +193,33 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_sweep_parser(sub)
     _add_study_parser(sub)
     _add_serve_parser(sub)
+    _add_convert_parser(sub)
     return parser
+
+
+def _add_convert_parser(sub) -> None:
+    conv = sub.add_parser(
+        "convert",
+        help="write a diffusers model as one .safetensors checkpoint (A1111/Civitai layout)",
+        description="Write an SD 1.x-family diffusers folder (or an embedded model) as one original-layout "
+        ".safetensors file that A1111-style tools and `--model FILE` load; its configs travel in the file's "
+        "metadata, so sdkit loads it offline. Prints the file and its A1111 Model hash.",
+    )
+    conv.add_argument("model", help="a diffusers folder or an embedded model (tiny-random)")
+    conv.add_argument("out", help="the .safetensors file to write (never overwritten)")
+    conv.set_defaults(func=_cmd_convert)
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from sdkit.backends.local.embedded import embedded_model_path, is_embedded
+    from sdkit.checkpoint import file_sha256, write_single_file
+
+    if os.path.exists(args.out):
+        raise ValidationError("out", args.out, "exists; give a new file name")
+    folder = embedded_model_path(args.model) if is_embedded(args.model) else args.model
+    path = write_single_file(folder, args.out)
+    print(f"{path}  Model hash: {file_sha256(path)[:10]}")
+    return 0
 
 
 def _add_serve_parser(sub) -> None:

@@ -84,6 +84,8 @@ def record_infotext(record: Mapping[str, Any]) -> str:
     size = f"{p['width']}x{p['height']}" if p.get("width") and p.get("height") else None
     model = record.get("model")
     model_name = Path(model).name if model and ("/" in model or os.sep in model) else model
+    if model_name and model_name.lower().endswith(".safetensors"):  # A1111 names a checkpoint without it
+        model_name = model_name[: -len(".safetensors")]
     pairs = {
         "Steps": p["num_inference_steps"],
         "Sampler": record.get("scheduler") or p.get("scheduler"),

@@ -76,6 +76,9 @@ def image2image(loaded: Any) -> Any:
     if getattr(loaded, "img2img", None) is None:
         from diffusers import AutoPipelineForImage2Image
 
+        from sdkit.checkpoint import quiet_empty_fp32_notice
+
+        quiet_empty_fp32_notice()
         loaded.img2img = AutoPipelineForImage2Image.from_pipe(loaded.pipe)
         loaded.img2img.set_progress_bar_config(**getattr(loaded.pipe, "_progress_bar_config", {}))
     i2i = loaded.img2img
