@@ -1,9 +1,10 @@
 """Single-file checkpoints (A1111/Civitai ``.safetensors``): write one from a diffusers folder, load one offline.
 
-Loading goes through diffusers' ``from_single_file`` with ``config=`` a local folder of diffusers configs, so no
-hub is asked: for a file written by :func:`write_single_file` that folder is carried in the file's own safetensors
-metadata (``sdkit.diffusers_configs``: JSON, path → text) and unpacked into sdkit's cache; for other files it is
-one of the config folders sdkit ships (``sdkit/configs/<type>``, chosen by diffusers' model-type inference).
+Loading goes through diffusers' ``from_single_file``. A file written by :func:`write_single_file` carries its
+diffusers configs and tokenizer in its safetensors metadata (``sdkit.diffusers_configs``: JSON, path → text):
+they are unpacked into sdkit's cache and passed as ``config=`` with ``local_files_only=True``, so no hub is asked.
+Other files (A1111/Civitai SD 1.x, 2.x, SDXL) need their family's diffusers configs and CLIP tokenizer, which
+diffusers fetches from the hub once and caches; with the hub out of reach they are refused, naming the family.
 
 The file layout is the original Stable Diffusion (LDM) one: ``model.diffusion_model.*`` (UNet),
 ``first_stage_model.*`` (VAE), ``cond_stage_model.transformer.*`` (CLIP text encoder, SD 1.x).
@@ -20,12 +21,11 @@ from typing import Any
 
 from sdkit.errors import InvalidModelError, ModelError
 
-__all__ = ["config_folder", "file_sha256", "is_checkpoint_file", "write_single_file"]
+__all__ = ["checkpoint_family", "config_folder", "file_sha256", "is_checkpoint_file", "write_single_file"]
 
 SINGLE_FILE_SUFFIXES = (".safetensors",)
 CONFIG_KEY = "sdkit.diffusers_configs"
 _CONFIG_FILES = ("model_index.json", "scheduler/*.json", "*/config.json", "tokenizer*/*")
-SHIPPED_CONFIGS = Path(__file__).parent / "configs"
 
 
 def is_checkpoint_file(model: str) -> bool:
@@ -190,33 +190,36 @@ def _embedded_configs(path: Path) -> dict[str, str]:
     return {str(k): str(v) for k, v in configs.items()} if isinstance(configs, dict) else {}
 
 
-def config_folder(path: str | os.PathLike, digest: str) -> tuple[Path, str]:
-    """The local diffusers config folder for checkpoint ``path`` and where it came from (``embedded`` or the
-    shipped type's name). A :class:`ModelError` when there is none, naming the model type found."""
+def config_folder(path: str | os.PathLike, digest: str) -> Path | None:
+    """The local diffusers config folder a checkpoint carries (unpacked into sdkit's cache), or None."""
     path = Path(path)
     files = _embedded_configs(path)
-    if files:
-        from sdkit.backends.local.embedded import cache_dir
+    if not files:
+        return None
+    from sdkit.backends.local.embedded import cache_dir
 
-        target = cache_dir() / "single-file-configs" / digest[:16]
-        if not (target / "model_index.json").is_file():
-            for rel, text in files.items():
-                if ".." in Path(rel).parts or Path(rel).is_absolute():
-                    raise InvalidModelError("model", str(path), f"bad config path {rel!r} in its metadata")
-                (target / rel).parent.mkdir(parents=True, exist_ok=True)
-                (target / rel).write_text(text)
-        return target, "embedded"
-    from diffusers.loaders.single_file_utils import infer_diffusers_model_type, load_single_file_checkpoint
+    target = cache_dir() / "single-file-configs" / digest[:16]
+    if not (target / "model_index.json").is_file():
+        for rel, text in files.items():
+            if ".." in Path(rel).parts or Path(rel).is_absolute():
+                raise InvalidModelError("model", str(path), f"bad config path {rel!r} in its metadata")
+            (target / rel).parent.mkdir(parents=True, exist_ok=True)
+            (target / rel).write_text(text)
+    return target
 
-    kind = infer_diffusers_model_type(load_single_file_checkpoint(str(path), local_files_only=True))
-    shipped = SHIPPED_CONFIGS / kind
-    if (shipped / "model_index.json").is_file():
-        return shipped, kind
-    raise ModelError(
-        f"model={str(path)!r}: a {kind!r} checkpoint; sdkit carries no diffusers configs for that type "
-        f"(it has: {', '.join(sorted(p.name for p in SHIPPED_CONFIGS.glob('*') if p.is_dir())) or 'none'}), "
-        "so it cannot load offline"
-    )
+
+#: A weight only each family's checkpoints hold (diffusers' own markers), read from the file's header.
+FAMILY_MARKERS = {
+    "SDXL base": "conditioner.embedders.1.model.transformer.resblocks.9.mlp.c_proj.bias",
+    "SD 2.x": "model.diffusion_model.input_blocks.2.1.transformer_blocks.0.attn2.to_k.weight",
+    "SD 1.x": "cond_stage_model.transformer.text_model.embeddings.position_embedding.weight",
+}
+
+
+def checkpoint_family(path: str | os.PathLike) -> str:
+    """``"SD 1.x"``, ``"SD 2.x"``, ``"SDXL base"`` or ``"unknown"``, from the header alone."""
+    keys = _header(path)
+    return next((name for name, key in FAMILY_MARKERS.items() if key in keys), "unknown")
 
 
 def load_single_file(path: str | os.PathLike, digest: str, dtype: Any) -> Any:
@@ -225,32 +228,58 @@ def load_single_file(path: str | os.PathLike, digest: str, dtype: Any) -> Any:
 
     from diffusers import DiffusionPipeline, StableDiffusionPipeline, StableDiffusionXLPipeline
 
-    config, _ = config_folder(path, digest)
+    from sdkit.backends.local.pipeline import _hub_unreachable
+
+    config = config_folder(path, digest)
     quiet_empty_fp32_notice()
-    index = json.loads((config / "model_index.json").read_text())
-    cls = StableDiffusionXLPipeline if "text_encoder_2" in index else StableDiffusionPipeline
+    family = checkpoint_family(path)
+    options: dict[str, Any] = {"torch_dtype": dtype}
+    if config is not None:  # written by sdkit: its own configs, no hub
+        index = json.loads((config / "model_index.json").read_text())
+        cls = StableDiffusionXLPipeline if "text_encoder_2" in index else StableDiffusionPipeline
+        options.update(config=str(config), local_files_only=True)
+    else:
+        cls = StableDiffusionXLPipeline if family == "SDXL base" else StableDiffusionPipeline
+        if (why := _hub_unreachable()) is not None:
+            raise ModelError(_needs_hub(str(path), family, why))
     assert issubclass(cls, DiffusionPipeline)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
         try:
-            return cls.from_single_file(str(path), config=str(config), local_files_only=True, torch_dtype=dtype)
+            return cls.from_single_file(str(path), **options)
         except Exception as exc:  # diffusers' SingleFileComponentError, a missing key, a shape mismatch
-            raise ModelError(f"model={str(path)!r}: could not load it as a single-file checkpoint: {exc}") from exc
+            raise ModelError(f"model={str(path)!r}: could not load it as a {family} checkpoint: {exc}") from exc
 
 
-def check_checkpoint_file(path: str | os.PathLike) -> None:
-    """Refuse, from its header alone (no torch), a ``.safetensors`` file that is not a Stable Diffusion checkpoint."""
+def _header(path: str | os.PathLike) -> dict[str, Any]:
     import struct
 
-    model = str(path)
     try:
         with open(path, "rb") as f:
             (size,) = struct.unpack("<Q", f.read(8))
             if not 2 <= size <= 100 * 2**20:
                 raise ValueError(size)
             header = json.loads(f.read(size))
+            if not isinstance(header, dict):
+                raise ValueError(header)
+            return header
     except (OSError, ValueError, struct.error):
-        raise InvalidModelError("model", model, "not a readable .safetensors file (its header is damaged)") from None
+        raise InvalidModelError(
+            "model", str(path), "not a readable .safetensors file (its header is damaged)"
+        ) from None
+
+
+def check_checkpoint_file(path: str | os.PathLike) -> None:
+    """Refuse, from its header alone (no torch), a ``.safetensors`` file that is not a Stable Diffusion checkpoint,
+    and one that cannot load here: no configs of its own while the hub is out of reach."""
+    model = str(path)
+    header = _header(path)
+    meta = header.get("__metadata__")
+    if not (isinstance(meta, dict) and CONFIG_KEY in meta) and any(k.startswith(UNET_PREFIX) for k in header):
+        from sdkit.backends.local.pipeline import _hub_unreachable
+
+        if (why := _hub_unreachable()) is not None:
+            raise ModelError(_needs_hub(model, checkpoint_family(path), why))
     if not any(k.startswith(UNET_PREFIX) for k in header):
         raise InvalidModelError(
             "model", model, f"holds no UNet weights ({UNET_PREFIX}*): a LoRA, a VAE or an embedding, not a checkpoint"
@@ -272,3 +301,11 @@ def quiet_empty_fp32_notice() -> None:
     import logging
 
     logging.getLogger("diffusers.models.modeling_utils").addFilter(_EmptyFp32Notice)
+
+
+def _needs_hub(model: str, family: str, why: str) -> str:
+    return (
+        f"model={model!r}: a {family} checkpoint; diffusers needs the diffusers configs and CLIP tokenizer of "
+        f"its family from the Hugging Face hub once (a few MB, then cached), and the hub cannot be reached ({why}). "
+        "Load it once with a connection, or give a diffusers folder"
+    )

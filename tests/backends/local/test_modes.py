@@ -211,3 +211,17 @@ def test_a_study_with_a_denoising_strength_axis_verifies_in_a_new_process(tmp_pa
         timeout=600,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_an_a1111_checkpoint_without_configs_is_refused_offline_naming_its_family(tmp_path, monkeypatch):
+    from safetensors.numpy import save_file
+
+    from sdkit.backends.local.pipeline import check_model
+    from sdkit.errors import ModelError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    marker = "cond_stage_model.transformer.text_model.embeddings.position_embedding.weight"
+    weights = {"model.diffusion_model.out.2.bias": np.zeros(4, dtype=np.float32), marker: np.zeros(2, np.float32)}
+    save_file(weights, str(tmp_path / "v1-5-pruned.safetensors"))
+    with pytest.raises(ModelError, match=r"a SD 1\.x checkpoint; diffusers needs the diffusers configs"):
+        check_model(str(tmp_path / "v1-5-pruned.safetensors"))
