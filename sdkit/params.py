@@ -209,6 +209,15 @@ class GenerationParams:
             raise ValidationError("model", self.model, f"must be a model id, a folder or {DEFAULT_MODEL!r}")
         _check_modes(self)
 
+    def __repr__(self) -> str:
+        """The dataclass repr, less the later fields at their defaults (as in :meth:`to_dict`)."""
+        shown = (
+            f"{f.name}={getattr(self, f.name)!r}"
+            for f in dataclasses.fields(self)
+            if f.name not in OMITTED_AT_DEFAULT or getattr(self, f.name) != OMITTED_AT_DEFAULT[f.name]
+        )
+        return f"{type(self).__name__}({', '.join(shown)})"
+
     @property
     def seeds(self) -> tuple[int, ...]:
         """The seed of every image: ``seed``, ``seed + 1``, … (wrapping at 2**32)."""

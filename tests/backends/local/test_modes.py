@@ -225,3 +225,25 @@ def test_an_a1111_checkpoint_without_configs_is_refused_offline_naming_its_famil
     save_file(weights, str(tmp_path / "v1-5-pruned.safetensors"))
     with pytest.raises(ModelError, match=r"a SD 1\.x checkpoint; diffusers needs the diffusers configs"):
         check_model(str(tmp_path / "v1-5-pruned.safetensors"))
+
+
+def test_the_repr_shows_the_new_fields_only_when_set(base):
+    assert "hires" not in repr(base) and "init_image" not in repr(base)
+    assert repr(base).endswith("num_images=1, model='tiny')")
+    assert "hires_scale=2.0" in repr(base.replace(hires_scale=2))
+
+
+def test_verify_refuses_a_manifest_whose_init_image_is_not_a_key(tmp_path, backend):
+    from sdkit import run_study, verify_study
+
+    Image.new("RGB", (64, 64), (240, 220, 30)).save(tmp_path / "init.png")
+    spec = tmp_path / "denoise.yaml"
+    spec.write_text(STUDY.format(init=tmp_path / "init.png").replace('"hires_scale=1,2"', '"hires_scale=1"'))
+    out = tmp_path / "run"
+    run_study(spec, out, backend=backend, progress=False)
+    manifest = out / "manifest.jsonl"
+    lines = manifest.read_text().splitlines()
+    lines[0] = lines[0].replace(json.loads(lines[0])["params"]["init_image"], "/etc/hostname")
+    manifest.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValidationError, match="must be a 'sha256:' key"):
+        verify_study(out, backend=backend, progress=False)
