@@ -247,3 +247,13 @@ def test_verify_refuses_a_manifest_whose_init_image_is_not_a_key(tmp_path, backe
     manifest.write_text("\n".join(lines) + "\n")
     with pytest.raises(ValidationError, match="must be a 'sha256:' key"):
         verify_study(out, backend=backend, progress=False)
+
+
+def test_img2img_requests_with_different_init_images_share_one_call(backend, base):
+    yellow, cyan = Image.new("RGB", (64, 64), (250, 250, 0)), Image.new("RGB", (64, 64), (0, 250, 250))
+    asks = [base.replace(init_image=im, denoising_strength=0.3) for im in (yellow, cyan)]
+    together = backend.generate_many(asks)
+    assert [r.details["batch_size"] for r in together] == [2, 2]
+    for made, ask in zip(together, asks, strict=True):
+        alone = backend.generate(ask)
+        assert np.abs(pixels(made.images[0]) - pixels(alone.images[0])).max() <= 1
