@@ -72,6 +72,64 @@ def parse_size(text: str) -> tuple[int, int]:
     return width, height
 
 
+#: Fields added after records and cache keys existed: left out of :meth:`GenerationParams.to_dict` at these values.
+OMITTED_AT_DEFAULT: dict[str, Any] = {
+    "variation_seed": None,
+    "variation_strength": 0.0,
+    "init_image": None,
+    "denoising_strength": 0.75,
+    "hires_scale": 1.0,
+    "hires_steps": None,
+    "hires_denoising": 0.5,
+    "hires_upscaler": "latent",
+    "clip_skip": None,
+}
+HIRES_UPSCALERS = ("latent", "lanczos")
+MAX_HIRES_SCALE = 4.0
+
+
+def _check_fraction(field: str, value: object) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        raise ValidationError(field, value, "must be a number between 0 and 1")
+    if not 0 <= value <= 1:
+        raise ValidationError(field, value, "must be between 0 and 1")
+    return float(value)
+
+
+def _check_modes(p: GenerationParams) -> None:
+    """Variation seed, img2img and hires fix fields (issue 16)."""
+    if p.variation_seed is not None:
+        _check_int("variation_seed", p.variation_seed, 0, MAX_SEED)
+    object.__setattr__(p, "variation_strength", _check_fraction("variation_strength", p.variation_strength))
+    if p.init_image is not None:
+        from sdkit.initimage import init_image_key
+
+        object.__setattr__(p, "init_image", init_image_key(p.init_image))
+    object.__setattr__(p, "denoising_strength", _check_fraction("denoising_strength", p.denoising_strength))
+    s = p.hires_scale
+    if not isinstance(s, (int, float)) or isinstance(s, bool) or not math.isfinite(s):
+        raise ValidationError("hires_scale", s, "must be a number")
+    if not 1 <= s <= MAX_HIRES_SCALE:
+        raise ValidationError("hires_scale", s, f"must be between 1 (off) and {MAX_HIRES_SCALE:g}")
+    object.__setattr__(p, "hires_scale", float(s))
+    if p.hires_steps is not None:
+        _check_int("hires_steps", p.hires_steps, 1, MAX_STEPS)
+    object.__setattr__(p, "hires_denoising", _check_fraction("hires_denoising", p.hires_denoising))
+    up = p.hires_upscaler
+    if not isinstance(up, str) or up.strip().lower() not in HIRES_UPSCALERS:
+        hint = did_you_mean(str(up), HIRES_UPSCALERS) if isinstance(up, str) else ""
+        raise ValidationError(
+            "hires_upscaler", up, f"must be one of {', '.join(HIRES_UPSCALERS)}" + (f"; {hint}" if hint else "")
+        )
+    object.__setattr__(p, "hires_upscaler", up.strip().lower())
+    if p.variation_strength > 0 and p.variation_seed is None:
+        raise ValidationError("variation_strength", p.variation_strength, "needs a variation_seed")
+    if p.variation_strength > 0 and p.init_image is not None:
+        raise ValidationError(
+            "variation_strength", p.variation_strength, "variation seeds are for txt2img, not img2img"
+        )
+
+
 def _refuse_unknown_fields(cls):
     """Turn ``GenerationParams(prompt, cfg=7)``'s TypeError into a :class:`ValidationError` naming the
     field and the one meant; the generated ``__init__`` (its signature, frozen fields) stays as it is."""
@@ -117,9 +175,17 @@ class GenerationParams:
     scheduler: str | None = None
     num_images: int = 1
     model: str = DEFAULT_MODEL
-    # Fields added later are left out of to_dict() at their defaults, so cache keys and records made before
-    # they existed still match (see OMITTED_AT_DEFAULT).
+    # Fields added later are left out of to_dict() and repr at their defaults (OMITTED_AT_DEFAULT), so cache
+    # keys and records made before they existed still match.
     clip_skip: int | None = None
+    variation_seed: int | None = None
+    variation_strength: float = 0.0
+    init_image: str | None = None
+    denoising_strength: float = 0.75
+    hires_scale: float = 1.0
+    hires_steps: int | None = None
+    hires_denoising: float = 0.5
+    hires_upscaler: str = "latent"
 
     def __post_init__(self) -> None:
         if not isinstance(self.prompt, str):
@@ -147,6 +213,16 @@ class GenerationParams:
             raise ValidationError("model", self.model, f"must be a model id, a folder or {DEFAULT_MODEL!r}")
         if self.clip_skip is not None:
             _check_int("clip_skip", self.clip_skip, 1, MAX_CLIP_SKIP)
+        _check_modes(self)
+
+    def __repr__(self) -> str:
+        """The dataclass repr, less the later fields at their defaults (as in :meth:`to_dict`)."""
+        shown = (
+            f"{f.name}={getattr(self, f.name)!r}"
+            for f in dataclasses.fields(self)
+            if f.name not in OMITTED_AT_DEFAULT or getattr(self, f.name) != OMITTED_AT_DEFAULT[f.name]
+        )
+        return f"{type(self).__name__}({', '.join(shown)})"
 
     @property
     def seeds(self) -> tuple[int, ...]:
@@ -161,16 +237,11 @@ class GenerationParams:
         """The parameters that make image ``index`` alone (its seed, one image)."""
         return self.replace(seed=self.seeds[index], num_images=1)
 
-    def __repr__(self) -> str:
-        """Every field, except those added after the first release while they hold their default."""
-        shown = ", ".join(f"{k}={v!r}" for k, v in self.to_dict().items())
-        return f"GenerationParams({shown})"
-
     def to_dict(self) -> dict[str, Any]:
-        """The fields as JSON-able values; fields added after the first release are left out at their defaults."""
+        """A JSON-ready mapping; fields added later are left out while they hold their defaults."""
         data = dataclasses.asdict(self)
         for name, default in OMITTED_AT_DEFAULT.items():
-            if data.get(name) == default:
+            if data.get(name, default) == default and name in data:
                 del data[name]
         return data
 
@@ -184,8 +255,3 @@ class GenerationParams:
         if "prompt" not in data:
             raise ValidationError("prompt", None, "is required")
         return cls(**data)
-
-
-#: Fields that to_dict() leaves out at their default value (added after the first release: an old cache key or
-#: record did not have them, and a params object that does not use them must still match it).
-OMITTED_AT_DEFAULT: dict[str, Any] = {"clip_skip": None}

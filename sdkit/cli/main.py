@@ -65,6 +65,7 @@ def _add_generation_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--n", type=int, default=1, metavar="N", help="number of images (seeds SEED, SEED+1, …)")
     _add_clip_skip(p)
+    _add_mode_args(p)
 
 
 def _add_clip_skip(p: argparse.ArgumentParser) -> None:
@@ -75,6 +76,30 @@ def _add_clip_skip(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="CLIP skip as in A1111: 1 = the text encoder's last layer (the default), 2 = the one before, …",
     )
+
+
+def _add_mode_args(p: argparse.ArgumentParser) -> None:
+    """Variation seeds, img2img and hires fix (issue 16); only what is given reaches GenerationParams."""
+    m = p.add_argument_group("variation, img2img, hires fix")
+    m.add_argument("--variation-seed", type=int, default=None, metavar="N", help="A1111's variation seed")
+    m.add_argument(
+        "--variation-strength", type=float, default=None, metavar="F", help="0 = the seed, 1 = the variation seed"
+    )
+    m.add_argument("--init-image", default=None, metavar="PATH|URL", help="img2img: the picture to start from")
+    m.add_argument(
+        "--strength", type=float, default=None, metavar="F", help="img2img denoising strength 0-1 (default 0.75)"
+    )
+    m.add_argument("--hires-scale", type=float, default=None, metavar="F", help="hires fix: upscale by F (e.g. 2)")
+    m.add_argument("--hires-steps", type=int, default=None, metavar="N", help="hires pass steps (default: --steps)")
+    m.add_argument("--hires-denoising", type=float, default=None, metavar="F", help="hires pass strength (default 0.5)")
+    m.add_argument("--hires-upscaler", default=None, metavar="NAME", help="latent (default) or lanczos")
+
+
+def _mode_fields(args: argparse.Namespace) -> dict[str, object]:
+    names = {"variation_seed": "variation_seed", "variation_strength": "variation_strength", "init_image": "init_image",
+             "strength": "denoising_strength", "hires_scale": "hires_scale", "hires_steps": "hires_steps",
+             "hires_denoising": "hires_denoising", "hires_upscaler": "hires_upscaler"}  # fmt: skip
+    return {field: getattr(args, arg) for arg, field in names.items() if getattr(args, arg, None) is not None}
 
 
 def _threads(text: str):
@@ -190,7 +215,33 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_study_parser(sub)
     add_expand_parser(sub)
     _add_serve_parser(sub)
+    _add_convert_parser(sub)
     return parser
+
+
+def _add_convert_parser(sub) -> None:
+    conv = sub.add_parser(
+        "convert",
+        help="write a diffusers model as one .safetensors checkpoint (A1111/Civitai layout)",
+        description="Write an SD 1.x-family diffusers folder (or an embedded model) as one original-layout "
+        ".safetensors file that A1111-style tools and `--model FILE` load; its configs travel in the file's "
+        "metadata, so sdkit loads it offline. Prints the file and its A1111 Model hash.",
+    )
+    conv.add_argument("model", help="a diffusers folder or an embedded model (tiny-random)")
+    conv.add_argument("out", help="the .safetensors file to write (never overwritten)")
+    conv.set_defaults(func=_cmd_convert)
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from sdkit.backends.local.embedded import embedded_model_path, is_embedded
+    from sdkit.checkpoint import file_sha256, write_single_file
+
+    if os.path.exists(args.out):
+        raise ValidationError("out", args.out, "exists; give a new file name")
+    folder = embedded_model_path(args.model) if is_embedded(args.model) else args.model
+    path = write_single_file(folder, args.out)
+    print(f"{path}  Model hash: {file_sha256(path)[:10]}")
+    return 0
 
 
 def _add_serve_parser(sub) -> None:
@@ -313,6 +364,7 @@ def _params_from_args(args: argparse.Namespace):
         num_images=args.n,
         model=args.model,
         clip_skip=getattr(args, "clip_skip", None),
+        **_mode_fields(args),
     )
 
 
@@ -470,7 +522,8 @@ def _add_sweep_parser(sub) -> None:
         "(stderr) and the grid path(s) last (stdout).",
         epilog='Axis values: CSV lists (a,"b, c"), ranges 1-5, 5-20 (+5), 10-5 (-3), 1-10 [5], 0-1 (+0.25); '
         "parameters: seed, steps (num_inference_steps), cfg (guidance_scale), width, height, size, sampler "
-        "(scheduler), model, prompt, negative_prompt, prompt_sr (search,replace,…), prompt_matrix.",
+        "(scheduler), model, prompt, negative_prompt, prompt_sr (search,replace,…), prompt_matrix, variation_seed, "
+        "variation_strength, denoising_strength, hires_scale, hires_steps, hires_denoising, hires_upscaler.",
     )
     sw.add_argument(
         "prompt", help="the base prompt (a prompt matrix or dynamicprompts template with --matrix/--dynamic)"
@@ -485,6 +538,7 @@ def _add_sweep_parser(sub) -> None:
     sw.add_argument("--cfg", type=float, default=7.5, metavar="F", help="guidance scale (default 7.5)")
     sw.add_argument("--size", default=None, metavar="WxH", help="image size (default: the model's native size)")
     sw.add_argument("--scheduler", default=None, metavar="NAME", help="A1111 sampler name or diffusers class name")
+    _add_mode_args(sw)
     sw.add_argument("--model", default=DEFAULT_MODEL, metavar="ID|PATH|tiny", help="model (default: the embedded tiny)")
     _add_clip_skip(sw)
     prompts = sw.add_mutually_exclusive_group()

@@ -58,6 +58,26 @@ RECORD_KEY = "sdkit"
 INFOTEXT_KEY = "parameters"
 
 
+def mode_pairs(p: Mapping[str, Any]) -> dict[str, Any]:
+    """A1111's keys for variation seeds, img2img and hires fix (only those in use)."""
+    pairs: dict[str, Any] = {}
+    if p.get("variation_strength"):
+        pairs["Variation seed"] = p.get("variation_seed")
+        pairs["Variation seed strength"] = p["variation_strength"]
+    hires = p.get("hires_scale", 1.0) > 1
+    if p.get("init_image"):
+        pairs["Denoising strength"] = p.get("denoising_strength", 0.75)
+    elif hires:
+        pairs["Denoising strength"] = p.get("hires_denoising", 0.5)
+    if hires:
+        pairs["Hires upscale"] = p["hires_scale"]
+        pairs["Hires steps"] = p.get("hires_steps")
+        pairs["Hires upscaler"] = p.get("hires_upscaler", "latent").capitalize()
+        if p.get("init_image"):
+            pairs["Hires denoising"] = p.get("hires_denoising", 0.5)
+    return pairs
+
+
 #: The key of a record's optional mapping of further infotext pairs (``{"Clip skip": 2, "TI hashes": "…"}``).
 INFOTEXT_EXTRAS_KEY = "infotext"
 
@@ -74,6 +94,8 @@ def record_infotext(record: Mapping[str, Any], extras: Mapping[str, Any] | None 
     size = f"{p['width']}x{p['height']}" if p.get("width") and p.get("height") else None
     model = record.get("model")
     model_name = Path(model).name if model and ("/" in model or os.sep in model) else model
+    if model_name and model_name.lower().endswith(".safetensors"):  # A1111 names a checkpoint without it
+        model_name = model_name[: -len(".safetensors")]
     pairs = {
         "Steps": p["num_inference_steps"],
         "Sampler": record.get("scheduler") or p.get("scheduler"),
@@ -86,6 +108,7 @@ def record_infotext(record: Mapping[str, Any], extras: Mapping[str, Any] | None 
         "TI hashes": ", ".join(f"{name}: {h}" for name, h in record["ti_hashes"].items())
         if record.get("ti_hashes")
         else None,
+        **mode_pairs(p),
         "RNG": "CPU" if record.get("generator") == "cpu" else None,
         "Backend": record.get("backend") if record.get("backend") != "local" else None,
         "Version": f"sdkit {record.get('sdkit', __version__)}",

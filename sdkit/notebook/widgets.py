@@ -16,6 +16,7 @@ from sdkit.backends.base import capabilities
 from sdkit.backends.local.schedulers import A1111_SCHEDULERS
 from sdkit.errors import MissingDependencyError, SdkitError, ValidationError
 from sdkit.metadata.pngfile import png_bytes
+from sdkit.notebook.modes import ModeControls
 from sdkit.params import DEFAULT_MODEL, MAX_CLIP_SKIP, MAX_SEED, GenerationParams
 from sdkit.sweeps.axis import AXIS_PARAMS
 from sdkit.sweeps.grid import MIN_TILE
@@ -143,6 +144,7 @@ class PromptLab:
             value="", description="Code", disabled=False, layout=w.Layout(width="100%", height="9em")
         )
         self.generate_button.on_click(lambda _b: self.generate())
+        self.modes = ModeControls(start, use_shown=self.use_shown_image)
         controls = w.VBox(
             [
                 self.prompt,
@@ -154,6 +156,7 @@ class PromptLab:
                 w.HBox([self.width, self.height]),
                 w.HBox([self.scheduler, self.clip_skip]),
                 w.HBox([self.backend, self.model]),
+                self.modes.box,
                 w.HBox([self.generate_button, self.progress]),
                 self.status,
             ],
@@ -207,6 +210,7 @@ class PromptLab:
             scheduler=None if self.scheduler.value == MODEL_DEFAULT else self.scheduler.value,
             model=self.model.value.strip(),
             clip_skip=None if self.clip_skip.value == 1 else self.clip_skip.value,
+            **self.modes.fields(),
         )
 
     def set_params(self, params: GenerationParams, backend: str | None = None) -> None:
@@ -225,6 +229,7 @@ class PromptLab:
         self.scheduler.value = params.scheduler or MODEL_DEFAULT
         self.model.value = params.model
         self.clip_skip.value = params.clip_skip or 1
+        self.modes.set(params)
         if backend in self.backends:
             self.backend.value = backend
 
@@ -289,6 +294,15 @@ class PromptLab:
         self.image.value = png_bytes(entry.result.images[0])
         code = self.backend_code.get(entry.backend) or _backend_code(self.backends[entry.backend])
         self.code.value = python_call(entry.params, code)
+
+    def use_shown_image(self) -> None:
+        """img2img from the image shown: it becomes the init image (kept by its sha256)."""
+        if self.last is None:
+            self.status.value = _error_html(ValidationError("init_image", None, "generate an image first"))
+            return
+        from sdkit.initimage import store_init_image
+
+        self.modes.init_image.value = store_init_image(self.last.images[0])
 
     def _add_history(self, entry: HistoryEntry) -> None:
         w = _widgets()
@@ -403,6 +417,7 @@ class SweepPanel:
         self.grid = w.Image(format="png", layout=w.Layout(max_width="100%", height="auto", align_self="flex-start"))
         self.grid_page.observe(lambda _c: self.show_grid(self.grid_page.value), names="value")
         self.viewer_box = w.VBox()
+        self.modes = ModeControls(start)
         for control in (
             self.prompt,
             self.negative_prompt,
@@ -413,6 +428,7 @@ class SweepPanel:
             self.model,
             *self.axis_params.values(),
             *self.axis_values.values(),
+            *self.modes.controls,
         ):
             control.observe(lambda _change: self.update_count(), names="value")
         self.run_button.on_click(lambda _b: self.run())
@@ -424,6 +440,7 @@ class SweepPanel:
                 self.steps,
                 self.guidance,
                 self.model,
+                self.modes.box,
                 *rows,
                 self.count,
                 w.HBox([self.run_button, self.progress]),
@@ -450,6 +467,7 @@ class SweepPanel:
             num_inference_steps=self.steps.value,
             guidance_scale=self.guidance.value,
             model=self.model.value.strip(),
+            **self.modes.fields(),
         )
         if not self.seeds.value.strip():
             raise ValidationError("seeds", "", "type a count of images per cell (e.g. 2) or seeds (e.g. 1,2,3)")

@@ -144,6 +144,10 @@ def run_study(
             raise ValidationError("out", str(folder), "holds a run of a different spec; use another folder")
     with output_errors(folder):
         files.mkdir(IMAGES)
+        if any(c.params.init_image for c in cells):
+            from sdkit.initimage import save_init_images
+
+            save_init_images((c.params.init_image for c in cells), folder)
 
     lines = manifest_lines(folder)
     entries: dict[int, dict[str, Any]] = {}

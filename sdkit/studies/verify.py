@@ -149,6 +149,14 @@ def verify_study(
     if not regenerable:
         return Verification(folder, tuple(checks[k] for k in sorted(checks)), (), tuple(problems))
 
+    for e in regenerable:  # a record holds a key; a path or URL here would make verify read or fetch it
+        value = e["params"].get("init_image")
+        if value is not None and not (isinstance(value, str) and value.startswith("sha256:")):
+            raise ValidationError(f"manifest cell {e['cell']} init_image", value, "must be a 'sha256:' key")
+    if any(e["params"].get("init_image") for e in regenerable):
+        from sdkit.initimage import load_folder_inputs
+
+        load_folder_inputs(folder)  # the run folder carries its img2img inputs
     replays = _replays(entries, regenerable, recorded_env.get("torch_threads"))
     largest = max((e["batch"]["size"] for e in regenerable), default=1)
     backends: dict[int | None, Backend] = {}

@@ -50,6 +50,13 @@ AXIS_PARAMS: dict[str, tuple[str, str]] = {
     "negative_prompt": ("str", "Negative"),
     "prompt_sr": ("str", "Prompt S/R"),
     "clip_skip": ("int", "Clip skip"),
+    "variation_seed": ("int", "Var. seed"),
+    "variation_strength": ("float", "Var. strength"),
+    "denoising_strength": ("float", "Denoising"),
+    "hires_scale": ("float", "Hires"),
+    "hires_steps": ("int", "Hires steps"),
+    "hires_denoising": ("float", "Hires denoising"),
+    "hires_upscaler": ("str", "Upscaler"),
 }
 
 #: Other names people type (A1111's labels, the CLI's flags), case-insensitive.
@@ -64,6 +71,14 @@ ALIASES: dict[str, str] = {
     "negative": "negative_prompt",
     "prompt s/r": "prompt_sr",
     "clip skip": "clip_skip",
+    "variation seed": "variation_seed",
+    "variation seed strength": "variation_strength",
+    "var. strength": "variation_strength",
+    "denoising": "denoising_strength",
+    "denoising strength": "denoising_strength",
+    "strength": "denoising_strength",
+    "hires upscale": "hires_scale",
+    "hires upscaler": "hires_upscaler",
 }
 
 #: Parameters applied first (they set the prompt that Prompt S/R then edits) and last.
@@ -190,7 +205,7 @@ def _check_values(param: str, values: Sequence[Any]) -> None:
         if param == "prompt" and any(not v.strip() for v in values):
             raise ValidationError(param, "", "a prompt must not be empty")
         return
-    probe = GenerationParams("probe", seed=0)
+    probe = GenerationParams("probe", seed=0, variation_seed=0)  # variation_strength needs a variation seed
     for v in values:
         try:
             probe.replace(**{param: v})

@@ -95,6 +95,11 @@ class RelayConformance(BackendConformance):
 
     secret = SECRET
     relay_url: str
+    # checks_params: an init image, a variation seed or a hires pass is refused (the API has no field for them)
+    expected_capabilities = Capabilities(checks_params=True)
+
+    def refused_params(self) -> GenerationParams:
+        return self.request().replace(hires_scale=2)
 
     @pytest.fixture(scope="class", autouse=True)
     def _relay(self, request):

@@ -225,7 +225,7 @@ ONLINE_BUT_UNREACHABLE = {
         (["--model", "tiny2"], "model='tiny2': not an embedded model, a local folder or a Hugging Face hub id"),
         (["--model", "tiny2"], "did you mean 'tiny'?"),
         (["--model", "Tiny"], "did you mean 'tiny'?"),
-        (["--model", "{tmp}/sd15.safetensors"], "a single-file checkpoint; sdkit loads diffusers folders"),
+        (["--model", "{tmp}/sd15.safetensors"], "not a readable .safetensors file"),
         (["--model", "{tmp}/loras"], "a folder without model_index.json"),
         (["--scheduler", "Eular a"], "scheduler='Eular a': unknown scheduler; did you mean 'Euler a'"),
         (["--out", "{tmp}/taken.png"], "out='{tmp}/taken.png': is a file; --out takes a folder"),

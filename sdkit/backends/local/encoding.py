@@ -158,6 +158,7 @@ class Conditioning:
     callback: Callable[[Any, int, Any, dict], dict] | None = None
     embeddings: dict[str, str] = field(default_factory=dict)  # name -> short hash
     chunks: int = 1
+    make_callback: Callable[[], Callable] | None = None  # a fresh per-step swapper (for a second pass)
 
 
 class PromptEncoder:
@@ -371,7 +372,9 @@ class PromptEncoder:
         used = {n: self.embeddings.load(n).short_hash for n in names} if self.embeddings else {}
         if len(by_point) == 1:
             return Conditioning(kwargs, None, used, count)
-        return Conditioning(kwargs, _swapper(by_point, steps, self.sdxl), used, count)
+        return Conditioning(
+            kwargs, _swapper(by_point, steps, self.sdxl), used, count, lambda: _swapper(by_point, steps, self.sdxl)
+        )
 
 
 def _weighted(hidden: Any, weights: Any) -> Any:

@@ -30,7 +30,9 @@ from sdkit.backends.local.encoding import (
     TextOnlyEncoder,
     encoder_for,
 )
+from sdkit.backends.local.modes import mode_key, run_pipeline
 from sdkit.backends.local.schedulers import a1111_name, check_steps, folder_scheduler, make_scheduler
+from sdkit.checkpoint import is_checkpoint_file
 from sdkit.engine.planner import plan_batches
 from sdkit.errors import (
     GenerationError,
@@ -116,6 +118,7 @@ class _Loaded:
     unet_params: int
     load_s: float
     encoder: PromptEncoder | TextOnlyEncoder
+    img2img: Any = None
 
 
 class LocalBackend:
@@ -243,9 +246,15 @@ class LocalBackend:
         dtype = getattr(torch, self.dtype)
         if not self.progress:
             _quiet_loading()
+        checkpoint_hash = None
         try:
             pipe = None
-            if self.dtype == "float16" and not is_embedded(model):
+            if is_checkpoint_file(model):
+                from sdkit.checkpoint import file_sha256, load_single_file
+
+                checkpoint_hash = file_sha256(model)
+                pipe = load_single_file(model, checkpoint_hash, dtype)
+            if pipe is None and self.dtype == "float16" and not is_embedded(model):
                 try:
                     pipe = _from_pretrained(DiffusionPipeline, source, dtype, variant="fp16")
                 except (OSError, ValueError):
@@ -262,7 +271,7 @@ class LocalBackend:
             ) from exc
         self._apply_memory(pipe)
         pipe.set_progress_bar_config(disable=not self.progress)
-        if folder is None:
+        if folder is None and checkpoint_hash is None:
             folder, revision = _model_folder(model, check_hub=False)
         base = pipe.scheduler
         native = pipe.unet.config.sample_size * getattr(pipe, "vae_scale_factor", 8)
@@ -270,7 +279,7 @@ class LocalBackend:
             model=model,
             pipe=pipe,
             folder=folder,
-            weights_hash=weights_hash(folder) if folder is not None else None,
+            weights_hash=checkpoint_hash or (weights_hash(folder) if folder is not None else None),
             revision=revision,
             base_scheduler=(type(base).__name__, dict(base.config)),
             native_size=int(native) if native else NATIVE_SIZE,
@@ -403,14 +412,22 @@ class LocalBackend:
             kwargs["callback_on_step_end"] = callback
         start = time.perf_counter()
         with torch.inference_mode(), numerics(torch, threads, portable=self.cpu.portable):
-            out = pipe(
-                num_inference_steps=first.num_inference_steps,
-                guidance_scale=first.guidance_scale,
-                width=width,
-                height=height,
-                generator=generators,
-                output_type="pil",
-                **kwargs,
+            images = run_pipeline(
+                loaded,
+                [params[i] for i in batch],
+                dict(
+                    num_inference_steps=first.num_inference_steps,
+                    guidance_scale=first.guidance_scale,
+                    width=width,
+                    height=height,
+                    generator=generators,
+                    output_type="pil",
+                    **kwargs,
+                ),
+                width,
+                height,
+                getattr(torch, self.dtype),
+                hires_callback=cond.make_callback() if cond.make_callback is not None else None,
             )
         elapsed = time.perf_counter() - start
         details = {
@@ -440,7 +457,7 @@ class LocalBackend:
             results.append(
                 GenerationResult(
                     params=p,
-                    images=tuple(out.images[offset : offset + n]),
+                    images=tuple(images[offset : offset + n]),
                     seeds=p.seeds,
                     model=p.model,
                     backend=self.name,
@@ -495,6 +512,7 @@ def batch_key(p: GenerationParams) -> tuple:
         p.scheduler,
         p.negative_prompt == "",
         p.clip_skip,
+        *mode_key(p),
     )
 
 
@@ -568,9 +586,14 @@ def _model_folder(model: str, *, check_hub: bool = True) -> tuple[Path | None, s
             return path, None
         raise InvalidModelError("model", model, _not_a_pipeline(path))
     if path.exists():
+        if path.suffix.lower() == ".safetensors":
+            from sdkit.checkpoint import check_checkpoint_file
+
+            check_checkpoint_file(path)
+            return None, None
         if path.suffix.lower() in CHECKPOINT_SUFFIXES:
             raise InvalidModelError(
-                "model", model, f"a single-file checkpoint; {_EXPECTED} — single-file loading comes later"
+                "model", model, f"a pickle checkpoint ({path.suffix}); {_EXPECTED} and .safetensors single files"
             )
         raise InvalidModelError("model", model, f"a file, not a model folder; {_EXPECTED}")
     has_separator = "/" in model or os.path.sep in model
@@ -606,7 +629,7 @@ def _not_a_pipeline(folder: Path) -> str:
         reason += f"; did you mean {str(nested[0])!r}?"
     elif checkpoints:
         shown = ", ".join(checkpoints[:3]) + (", …" if len(checkpoints) > 3 else "")
-        reason += f"; it holds single-file checkpoints ({shown}) — single-file loading comes later"
+        reason += f"; it holds single-file checkpoints ({shown}): give one of them"
     return reason
 
 

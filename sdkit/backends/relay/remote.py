@@ -18,7 +18,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
-from sdkit.backends.base import NO_CAPABILITIES, ResultCallback
+from sdkit.backends.base import Capabilities, ResultCallback
 from sdkit.backends.relay.apirequest import (
     DEFAULT_API_MODEL,
     RESPONSE_FORMATS,
@@ -98,7 +98,15 @@ class RemoteBackend:
 
     #: Nothing beyond the contract: requests go out concurrently, and a service cannot promise the same
     #: pixels twice, so ``verify`` checks a remote study's archived replies instead of remaking them.
-    capabilities = NO_CAPABILITIES
+    #: ``check`` refuses what the API has no field for (init images, variation seeds, hires fix).
+    capabilities = Capabilities(checks_params=True)
+
+    def check(self, params: Sequence[GenerationParams]) -> None:
+        """Refuse, before any request, what this API cannot be asked for: it takes a prompt (and SD extras),
+        no init image, variation seed or hires pass; sent without them the images would silently be plain
+        txt2img."""
+        for p in params:
+            refuse_image_modes(self.name, p)
 
     def identity(self) -> dict[str, Any]:
         """The API, its base URL (without credentials, query or fragment), the model sent for embedded
@@ -132,6 +140,7 @@ class RemoteBackend:
 
     def requests_for(self, params: GenerationParams) -> list[tuple[ChatRequest | ImagesRequest, int | None]]:
         """The requests that make ``params`` and the seed each one sends (None when not sent)."""
+        refuse_image_modes(self.name, params)
         model = self.remote_model(params)
         if self.name == "chat":
             out: list[tuple[ChatRequest | ImagesRequest, int | None]] = []
@@ -282,3 +291,19 @@ class RemoteBackend:
             timings=Timings(load_s=0.0, generate_s=max(r.elapsed_s for r in replies.values())),
             details=details,
         )
+
+
+def refuse_image_modes(backend: str, params: GenerationParams) -> None:
+    """A :class:`ValidationError` naming the first field the ``backend`` API cannot send."""
+    if params.init_image is not None:
+        raise ValidationError(
+            "init_image",
+            params.init_image,
+            f"the {backend} API takes no input image (img2img runs on the local backend)",
+        )
+    if params.variation_strength > 0:
+        raise ValidationError(
+            "variation_strength", params.variation_strength, f"the {backend} API has no variation seed"
+        )
+    if params.hires_scale > 1:
+        raise ValidationError("hires_scale", params.hires_scale, f"the {backend} API has no hires fix")

@@ -166,12 +166,12 @@ def make_model_paths(tmp_path):
     [
         ("tiny2", "not an embedded model, a local folder or a Hugging Face hub id (owner/name); did you mean 'tiny'?"),
         ("Tiny", "did you mean 'tiny'?"),
-        ("{tmp}/v1-5-pruned.safetensors", "a single-file checkpoint; sdkit loads diffusers folders (model_index.json)"),
+        ("{tmp}/v1-5-pruned.safetensors", "not a readable .safetensors file (its header is damaged)"),
         ("{tmp}/notes.txt", "a file, not a model folder"),
         (
             "{tmp}/loras",
             "folder without model_index.json; sdkit loads diffusers folders (model_index.json); it holds "
-            "single-file checkpoints (style.safetensors)",
+            "single-file checkpoints (style.safetensors): give one of them",
         ),
         ("{tmp}/download", "did you mean '{tmp}/download/sd15'?"),
         ("{tmp}/missing", "no such folder"),

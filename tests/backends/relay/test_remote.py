@@ -169,3 +169,25 @@ def test_limits_given_to_the_backend_bound_its_client():
         assert b.client.limits.max_reply_bytes == 100
         with pytest.raises(ReplyTooLargeError, match=r"max_reply_bytes=100; raise it with Client\(limits=Limits"):
             b.generate(GenerationParams("a cat", seed=1))
+
+
+@pytest.mark.parametrize("api", ["chat", "images"])
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"init_image": "sha256:" + "a" * 64}, "init_image"),
+        ({"variation_seed": 3, "variation_strength": 0.5}, "variation_strength"),
+        ({"hires_scale": 2}, "hires_scale"),
+    ],
+)
+def test_what_the_api_cannot_send_is_refused_before_any_request(relay, api, change, field):
+    from sdkit.backends.base import check
+
+    backend = backend_for(relay, api)
+    params = GenerationParams("a red circle", seed=1, **change)
+    with pytest.raises(ValidationError) as info:
+        check(backend, [params])
+    assert info.value.field == field and f"the {api} API" in str(info.value)
+    with pytest.raises(ValidationError):
+        backend.generate(params)
+    assert relay.api_requests == []
