@@ -33,6 +33,7 @@ _TOP_KEYS = (
     "batch",
     "threads",
     "portable",
+    "executor",
 )
 _AXES = ("x", "y", "z")
 
@@ -55,6 +56,8 @@ class StudySpec:
     portable: bool = False
     #: Further options of the backend kind (``create_backend(backend, **backend_options)``).
     backend_options: Mapping[str, Any] = field(default_factory=dict)
+    #: Who makes the images: ``in-process`` (None, the default) or ``ray``; it changes no pixel.
+    executor: str | None = None
 
     def options(self) -> dict[str, Any]:
         """Everything the spec says about its backend, as ``create_backend`` options: ``backend_options``
@@ -95,6 +98,7 @@ class StudySpec:
             "sd_extras": self.sd_extras if "sd_extras" in (backend_options(self.backend) or ()) else None,
             "portable": True if self.portable else None,  # absent when off, as in folders made before it existed
             "backend_options": dict(self.backend_options) or None,
+            "executor": self.executor,  # absent in-process, as in folders made before it existed
         }
         return {k: v for k, v in out.items() if v is not None and v != ""}
 
@@ -204,6 +208,11 @@ def parse_study_spec(source: str | Mapping[str, Any]) -> StudySpec:
     sd_extras = data.get("sd_extras", False)
     if not isinstance(sd_extras, bool):
         raise _fail("sd_extras", sd_extras, "must be true or false")
+    executor = data.get("executor")
+    if executor not in (None, "in-process", "ray"):
+        raise _fail("executor", executor, "must be in-process or ray")
+    if executor == "in-process":
+        executor = None
     description = data.get("description", "")
     if not isinstance(description, str):
         raise _fail("description", description, "must be text")
@@ -221,6 +230,7 @@ def parse_study_spec(source: str | Mapping[str, Any]) -> StudySpec:
         sd_extras=sd_extras,
         portable=portable,
         backend_options=extra,
+        executor=executor,
     )
 
 
