@@ -51,6 +51,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.cpu
 	$(PY) -m benchmarks.sweep
 	$(PY) -m benchmarks.serve
+	$(PY) -m benchmarks.ray
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -12,6 +12,11 @@ the dead one) up to ``max_attempts`` times, then their cells settle as failed wi
 settles as a whole, once: no result is reported twice. An interrupt (or an error raised by
 ``on_result``) stops the run; the actors are ended and, when this executor started Ray, Ray too.
 
+When Ray was already running (``ray.init`` in a notebook, or a driver joined to a cluster before the
+run), a run that finishes leaves its actors loaded, and the next run of the same backend on the same
+resources reuses them: no process start, no model load. :func:`release_workers` ends them (so does
+``ray.shutdown()`` or the end of the driver).
+
 A result made on Ray carries ``details["executor"]``: the kind, the worker's host, Ray node, process
 and device; a study writes it into its manifest (it stays out of the PNG record, which is the
 in-process one).
@@ -19,6 +24,7 @@ in-process one).
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import socket
@@ -35,7 +41,7 @@ if TYPE_CHECKING:
     from sdkit.backends.base import Backend
     from sdkit.engine.executor import Batch, OnResult, Request
 
-__all__ = ["RayExecutor", "import_ray"]
+__all__ = ["RayExecutor", "import_ray", "release_workers"]
 
 #: Batches an actor holds at once: one running, one waiting, so it never idles on the round trip.
 IN_FLIGHT_PER_WORKER = 2
@@ -97,7 +103,7 @@ class RayExecutor:
         ray = import_ray()
         started = _connect(ray, self.address, self.num_cpus, self.announce)
         try:
-            _Dispatch(ray, self, work, together, on_result).run()
+            _Dispatch(ray, self, work, together, on_result, keep=not started).run()
         finally:
             if started:
                 ray.shutdown()
@@ -143,8 +149,11 @@ def _package_root() -> str | None:
 class _Dispatch:
     """One run: the queue of batches, the actors, and what each one holds."""
 
-    def __init__(self, ray: Any, executor: RayExecutor, work: list[list[Request]], together: bool, on_result) -> None:
+    def __init__(
+        self, ray: Any, executor: RayExecutor, work: list[list[Request]], together: bool, on_result, *, keep: bool
+    ) -> None:
         self.ray, self.executor, self.together, self.on_result = ray, executor, together, on_result
+        self.keep = keep
         self.queue: deque[tuple[list[Request], int, str]] = deque((b, 0, "") for b in work)
         resources = ray.cluster_resources()
         gpus = executor.gpus_per_worker
@@ -165,17 +174,31 @@ class _Dispatch:
         self.held: dict[int, int] = {}  # actor id -> batches in flight
         self.inflight: dict[Any, tuple[int, list[Request], int]] = {}  # ref -> (actor id, batch, attempt)
         self.next_id = 0
+        context = ray.get_runtime_context()
+        options = json.dumps(dict(executor.options), sort_keys=True, default=str)
+        self.pool_key = (
+            context.get_node_id(),
+            context.get_job_id(),
+            executor.kind,
+            options,
+            executor.cpus_per_worker,
+            gpus,
+        )
 
-    def spawn(self) -> None:
-        actor = self.actor_class.remote(self.executor.kind, dict(self.executor.options))
+    def spawn(self, actor: Any = None) -> None:
+        if actor is None:
+            actor = self.actor_class.remote(self.executor.kind, dict(self.executor.options))
         self.actors[self.next_id] = actor
         self.held[self.next_id] = 0
         self.next_id += 1
 
     def run(self) -> None:
         ray = self.ray
+        clean = False
         try:
-            for _ in range(self.count):
+            for actor in _idle_workers(ray, self.pool_key, self.count):
+                self.spawn(actor)
+            while len(self.actors) < self.count:
                 self.spawn()
             while self.queue or self.inflight:
                 self.send()
@@ -197,12 +220,16 @@ class _Dispatch:
                     continue
                 for key, outcome, made_with in settled:
                     self.on_result(key, outcome, tuple(made_with))
+            clean = True
         finally:
-            for actor in self.actors.values():
-                try:
-                    ray.kill(actor, no_restart=True)
-                except Exception:  # already gone
-                    pass
+            if clean and self.keep:  # Ray outlives the run: the next run of this backend reuses the loaded models
+                _IDLE.setdefault(self.pool_key, []).extend(self.actors.values())
+            else:
+                for actor in self.actors.values():
+                    try:
+                        ray.kill(actor, no_restart=True)
+                    except Exception:  # already gone
+                        pass
 
     def send(self) -> None:
         while self.queue:
@@ -230,6 +257,42 @@ class _Dispatch:
     def fail(self, batch: list[Request], reason: str) -> None:
         for key, _ in batch:
             self.on_result(key, SdkitError(reason), (key,))
+
+
+#: Actors a finished run left loaded, by (Ray node and job, backend kind and options, resources): only
+#: when Ray was running before the run (a notebook, a long-lived driver), which keeps it after.
+_IDLE: dict[tuple, list[Any]] = {}
+
+
+def _idle_workers(ray: Any, key: tuple, count: int) -> list[Any]:
+    """Up to ``count`` idle actors for ``key`` that still answer; every other idle actor is ended, so
+    that none holds CPUs or GPUs this run needs."""
+    idle = _IDLE.pop(key, [])
+    found = []
+    while idle and len(found) < count:
+        actor = idle.pop()
+        try:
+            ray.get(actor.pid.remote(), timeout=30)
+        except Exception:  # dead or unreachable: not reused
+            continue
+        found.append(actor)
+    _IDLE[key] = idle
+    release_workers()
+    return found
+
+
+def release_workers() -> int:
+    """End the idle Ray actors earlier runs left loaded (see :class:`RayExecutor`); returns how many."""
+    ray = import_ray()
+    actors = [a for idle in _IDLE.values() for a in idle]
+    _IDLE.clear()
+    if ray.is_initialized():
+        for actor in actors:
+            try:
+                ray.kill(actor, no_restart=True)
+            except Exception:  # already gone
+                pass
+    return len(actors)
 
 
 def _first_line(exc: BaseException) -> str:
