@@ -132,8 +132,10 @@ def _connect(ray: Any, address: str | None, num_cpus: int | None, announce: Any)
         options.update(num_cpus=num_cpus, include_dashboard=False)
     try:
         context = ray.init(**options)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise ValidationError("ray_address", address, f"could not join a Ray cluster there: {exc}") from None
+    except Exception as exc:  # Ray raises bare Exception when its processes do not come up in time
+        if address is not None:
+            raise ValidationError("ray_address", address, f"could not join a Ray cluster there: {exc}") from None
+        raise SdkitError(f"could not start a local Ray instance: {_first_line(exc)}") from None
     dashboard = getattr(context, "dashboard_url", None)
     if dashboard and announce is not None:
         announce(f"Ray dashboard: http://{dashboard}")
