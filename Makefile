@@ -52,6 +52,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.sweep
 	$(PY) -m benchmarks.serve
 	$(PY) -m benchmarks.prompts
+	$(PY) -m benchmarks.ray
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

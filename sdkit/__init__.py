@@ -75,6 +75,8 @@ _EXPORTS: dict[str, str] = {
     "RetryPolicy": "sdkit.backends.relay.retry",
     # sdkit.backends.relay.snippet
     "export_request": "sdkit.backends.relay.snippet",
+    # sdkit.engine.raycluster
+    "RayExecutor": "sdkit.engine.raycluster",
     # sdkit.errors
     "APIConnectionError": "sdkit.errors",
     "APIError": "sdkit.errors",
@@ -219,6 +221,7 @@ __all__ = [
     "PermissionDeniedError",
     "PromptLab",
     "RateLimitError",
+    "RayExecutor",
     "RemoteBackend",
     "ReplyError",
     "ReplyTooLargeError",
@@ -323,6 +326,7 @@ if _typing.TYPE_CHECKING:  # for type checkers and editors: the same names, impo
     )
     from sdkit.backends.relay.retry import RetryPolicy
     from sdkit.backends.relay.snippet import export_request
+    from sdkit.engine.raycluster import RayExecutor
     from sdkit.errors import (
         APIConnectionError,
         APIError,

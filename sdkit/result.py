@@ -100,5 +100,6 @@ class GenerationResult:
 
 
 #: details that change from run to run and so stay out of the per-image record.
-#: (OpenMP's wait policy changes the speed, never the floats.)
-_VOLATILE = frozenset({"raw_reply", "elapsed_s", "omp_wait_policy"})
+#: (OpenMP's wait policy changes the speed, never the floats; where an executor made an image, its
+#: ``executor`` entry, goes to a study's manifest, not into the image.)
+_VOLATILE = frozenset({"raw_reply", "elapsed_s", "omp_wait_policy", "executor"})

@@ -26,6 +26,7 @@ from sdkit.metadata.pngfile import save_result
 from sdkit.params import DEFAULT_MODEL, GenerationParams, parse_size
 from sdkit.studies.folder import study_sweep
 from sdkit.studies.report import write_report
+from sdkit.studies.run import backend_options as study_backend_options
 from sdkit.studies.run import run_study
 from sdkit.studies.spec import parse_study_spec
 from sdkit.studies.verify import verify_study
@@ -137,7 +138,9 @@ def _add_cpu_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _backend_from_args(args: argparse.Namespace, params: list[GenerationParams], *, progress: bool):
+def _backend_from_args(
+    args: argparse.Namespace, params: list[GenerationParams], *, progress: bool, with_options: bool = False
+):
     """The backend ``--backend KIND`` names, built through the registry with the options the command line
     gave (flags and ``--backend-option KEY=VALUE``); it checks ``params`` before any work when it can."""
 
@@ -161,7 +164,7 @@ def _backend_from_args(args: argparse.Namespace, params: list[GenerationParams],
         options.setdefault("progress", progress)
     backend = create_backend(args.backend, **options)
     check(backend, params)
-    return backend
+    return (backend, options) if with_options else backend
 
 
 def _backend_option(text: str) -> tuple[str, object]:
@@ -563,6 +566,7 @@ def _add_sweep_parser(sub) -> None:
     _add_cpu_args(sw)
     _add_remote_args(sw)
     add_chat_args(sw)
+    _add_executor_args(sw)
     sw.set_defaults(func=_cmd_sweep, n=1)
 
 
@@ -587,7 +591,8 @@ def _sweep_from_args(args: argparse.Namespace):
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
     sweep = _sweep_from_args(args)
-    backend = _backend_from_args(args, [c.params for c in sweep.cells()], progress=False)
+    backend, options = _backend_from_args(args, [c.params for c in sweep.cells()], progress=False, with_options=True)
+    executor = _executor_from_args(args, args.backend, options, args.executor)
     _check_out(args.out)
     if args.seed is None and (resumed := resume_seed(sweep, args.out)) is not None:
         sweep = resumed
@@ -596,7 +601,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     shape = " x ".join(str(len(a)) for a in sweep.axes.values()) or "1 cell"
     print(f"sweep: {sweep.count()} image(s) ({shape}, {n} per cell) -> {args.out}", file=sys.stderr)
     try:
-        result = run_sweep(sweep, backend, args.out, progress=not args.no_progress)
+        result = run_sweep(sweep, backend, args.out, progress=not args.no_progress, executor=executor)
     finally:
         if hasattr(backend, "close"):
             backend.close()
@@ -611,6 +616,41 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     for path in result.grid_paths:
         print(path)
     return 1 if result.failed else 0
+
+
+def _add_executor_args(p: argparse.ArgumentParser) -> None:
+    group = p.add_argument_group("executor", "who makes the images (the run folder is written here either way)")
+    group.add_argument(
+        "--executor",
+        choices=("in-process", "ray"),
+        default=None,
+        help="in-process (default) or ray: Ray actors, each holding one backend (pip install 'sdkit-lab[ray]')",
+    )
+    group.add_argument(
+        "--ray-address", default=None, metavar="ADDR", help="join this Ray cluster (default: start a local instance)"
+    )
+    group.add_argument(
+        "--ray-workers", type=int, default=None, metavar="N", help="Ray actors (default: one per GPU, else per CPU)"
+    )
+    group.add_argument(
+        "--ray-gpus-per-worker",
+        type=float,
+        default=None,
+        metavar="G",
+        help="GPUs each actor reserves (default 1 when the cluster has GPUs)",
+    )
+
+
+def _executor_from_args(args: argparse.Namespace, kind: str, options: dict, name: str | None):
+    from sdkit.engine.raycluster import executor_from_options
+
+    ray_options = {"workers": args.ray_workers, "gpus_per_worker": args.ray_gpus_per_worker}
+    if name != "ray":
+        for flag, value in (("--ray-workers", args.ray_workers), ("--ray-gpus-per-worker", args.ray_gpus_per_worker)):
+            if value is not None:
+                raise ValidationError(flag, value, "needs --executor ray")
+        ray_options = {}
+    return executor_from_options(kind, options, name, address=args.ray_address, **ray_options)
 
 
 def _add_study_parser(sub) -> None:
@@ -631,6 +671,7 @@ def _add_study_parser(sub) -> None:
         "--threads", type=_threads, default=None, metavar="N|auto", help="torch threads (the spec's `threads` key)"
     )
     run.add_argument("--portable", action="store_true", help="portable mode (the spec's `portable: true`)")
+    _add_executor_args(run)
     run.set_defaults(func=_cmd_study_run)
     verify = actions.add_parser(
         "verify",
@@ -656,7 +697,8 @@ def _cmd_study_run(args: argparse.Namespace) -> int:
         spec = spec.with_cpu(threads=args.threads, portable=args.portable or spec.portable)
     folder = args.out or os.path.join("runs", spec.name)
     print(f"study {spec.name}: {study_sweep(spec, folder, offline=False).count()} image(s)", file=sys.stderr)
-    run = run_study(spec, args.out, progress=not args.no_progress)
+    executor = _executor_from_args(args, spec.backend, study_backend_options(spec), args.executor or spec.executor)
+    run = run_study(spec, args.out, progress=not args.no_progress, executor=executor)
     print(
         f"made {run.made}, kept {run.kept}, failed {run.failed} of {run.total} in {run.elapsed_s:.1f}s", file=sys.stderr
     )

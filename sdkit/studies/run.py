@@ -11,6 +11,7 @@ made, so no image is lost or made twice.
 from __future__ import annotations
 
 import contextlib
+import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from sdkit.backends import registry
 from sdkit.backends.base import capabilities, check
 from sdkit.backends.registry import create_backend
-from sdkit.engine.executor import InProcessExecutor, plan
+from sdkit.engine.executor import plan
 from sdkit.engine.runfolder import RunFolder
 from sdkit.environment import environment_diff
 from sdkit.errors import OutputError, ValidationError
@@ -113,12 +114,16 @@ def run_study(
     backend: Backend | None = None,
     progress: bool = True,
     on_image: Callable[[int, int], None] | None = None,
-    executor: Executor | None = None,
+    executor: Executor | str | None = None,
+    ray_address: str | None = None,
 ) -> StudyRun:
     """Run (or resume) a study into ``out`` (default ``runs/NAME``).
 
     The cells still to make are planned into batches by what the backend declares (one image a call
-    when the spec says ``batch: false``) and made by ``executor`` (default: in this process).
+    when the spec says ``batch: false``) and made by ``executor``: an :class:`~sdkit.engine.executor.Executor`,
+    or a name, ``"in-process"`` or ``"ray"`` (Ray actors that build the spec's backend themselves, on a
+    local Ray instance or on the cluster at ``ray_address``); default: the spec's ``executor`` key, else
+    in this process. Whatever runs it, this process writes the folder.
     ``on_image(done, total)`` is called after each image. An interrupt (Ctrl-C) leaves a valid folder;
     running again makes only what is missing.
     """
@@ -140,7 +145,7 @@ def run_study(
         except (yaml.YAMLError, UnicodeDecodeError) as exc:
             recorded = resolved  # rewritten below; kept images are checked against the spec's cells
             notes.append(f"{SPEC} was not valid YAML ({type(exc).__name__}); rewrote it from this spec")
-        if recorded != resolved:
+        if _without_executor(recorded) != _without_executor(resolved):
             raise ValidationError("out", str(folder), "holds a run of a different spec; use another folder")
     with output_errors(folder):
         files.mkdir(IMAGES)
@@ -166,6 +171,11 @@ def run_study(
             entries[entry["cell"]] = entry
     next_batch = next_batch_number([e for _, e, _ in lines])
 
+    if executor is None or isinstance(executor, str):
+        from sdkit.engine.raycluster import executor_from_options
+
+        name = executor if executor is not None else spec.executor
+        executor = executor_from_options(spec.backend, backend_options(spec), name, address=ray_address)
     backend = backend or make_backend(spec)
     caps = capabilities(backend)
     check(backend, [c.params for c in cells])  # what the backend cannot make is refused before any work
@@ -235,7 +245,7 @@ def run_study(
     try:
         policy = caps if spec.batch else replace(caps, max_batch=1)
         batches = plan([(c.index, c.params) for c in pending], policy)
-        (executor or InProcessExecutor()).run(backend, batches, on_result)
+        executor.run(backend, batches, on_result)
     except BaseException:
         bar.close()
         with lock, contextlib.suppress(OSError, OutputError):  # keep what was made; never hide the cause
@@ -257,6 +267,12 @@ def run_study(
         errors=tuple(sorted(failures.items())),
         notes=tuple(notes),
     )
+
+
+def _without_executor(spec: Any) -> Any:
+    """A recorded spec without its ``executor`` key: where a study runs changes no image, so a run
+    started in-process may resume on Ray and back."""
+    return {k: v for k, v in spec.items() if k != "executor"} if isinstance(spec, dict) else spec
 
 
 def _save_image(
@@ -284,6 +300,7 @@ def _save_image(
         "pixels_sha256": pixels_sha256(image),
         "elapsed_s": round(result.timings.generate_s, 4),
         "regenerable": regenerable,
+        "executor": {"kind": "in-process", "host": socket.gethostname(), "device": details.get("device") or "remote"},
         **{k: v for k, v in details.items() if k not in ("raw_reply", "batch_size", "batch_offset")},
     }
     raw = details.get("raw_reply")

@@ -34,6 +34,7 @@ _TOP_KEYS = (
     "threads",
     "portable",
     "expand",
+    "executor",
 )
 #: What a study's ``expand`` key may set: the chat model that makes a ``prompt_expand=N`` axis.
 _EXPAND_KEYS = ("model", "base_url", "system_prompt", "temperature")
@@ -61,6 +62,8 @@ class StudySpec:
     #: The chat model behind a ``prompt_expand=N`` axis (``model``, ``base_url``, ``system_prompt``,
     #: ``temperature``; see :func:`sdkit.expand_prompt`).
     expand: Mapping[str, Any] = field(default_factory=dict)
+    #: Who makes the images: ``in-process`` (None, the default) or ``ray``; it changes no pixel.
+    executor: str | None = None
 
     def options(self) -> dict[str, Any]:
         """Everything the spec says about its backend, as ``create_backend`` options: ``backend_options``
@@ -102,6 +105,7 @@ class StudySpec:
             "portable": True if self.portable else None,  # absent when off, as in folders made before it existed
             "backend_options": dict(self.backend_options) or None,
             "expand": dict(self.expand) or None,  # absent unless set, as in folders made before it existed
+            "executor": self.executor,  # absent in-process, as in folders made before it existed
         }
         return {k: v for k, v in out.items() if v is not None and v != ""}
 
@@ -223,6 +227,11 @@ def parse_study_spec(source: str | Mapping[str, Any]) -> StudySpec:
             raise _fail(f"expand.{key}", value, "must be a text")
     if "base_url" in expand and not expand["base_url"].startswith(("http://", "https://")):
         raise _fail("expand.base_url", expand["base_url"], "must start with http:// or https://")
+    executor = data.get("executor")
+    if executor not in (None, "in-process", "ray"):
+        raise _fail("executor", executor, "must be in-process or ray")
+    if executor == "in-process":
+        executor = None
     description = data.get("description", "")
     if not isinstance(description, str):
         raise _fail("description", description, "must be text")
@@ -241,6 +250,7 @@ def parse_study_spec(source: str | Mapping[str, Any]) -> StudySpec:
         portable=portable,
         backend_options=extra,
         expand=expand,
+        executor=executor,
     )
 
 
