@@ -1,0 +1,190 @@
+"""The configs sdkit ships for A1111/Civitai single-file checkpoints (issue 16 item 5): real SD 1.5, 2.1 and SDXL base
+files load through diffusers' ``from_single_file`` with no hub. No real checkpoint is at hand here (4-7 GB each):
+these tests prove the shipped configs build the real architectures (on the meta device, no memory), the tokenizer
+gives CLIP's published ids, the family is read from a file's header, and the loading path asks no hub."""
+
+import fnmatch
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tomllib
+
+from sdkit import checkpoint
+from sdkit.checkpoint import SHIPPED_CONFIGS, checkpoint_family, clip_vocabulary, shipped_config_folder
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("SDKIT_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_the_clip_vocabulary_has_clips_size_and_special_ids():
+    vocab, merges = clip_vocabulary()
+    assert len(vocab) == 49408 and len(merges) == 48894
+    assert vocab["<|startoftext|>"] == 49406 and vocab["<|endoftext|>"] == 49407
+    assert vocab["!"] == 0 and vocab["a</w>"] == 320
+
+
+@pytest.mark.parametrize("family", sorted(SHIPPED_CONFIGS))
+def test_the_shipped_tokenizers_give_clips_published_ids(cache, family):
+    from transformers import CLIPTokenizer
+
+    folder = shipped_config_folder(family)
+    for sub in sorted(p.name for p in folder.glob("tokenizer*")):
+        tok = CLIPTokenizer.from_pretrained(folder / sub)
+        # the ids CLIP's own tokenizer gives (open_clip, HF's openai/clip-vit-*), as published in many test suites
+        assert tok("a photo of a cat").input_ids == [49406, 320, 1125, 539, 320, 2368, 49407]
+        assert tok.model_max_length == 77
+        # SD 2.x's and SDXL's second (OpenCLIP) tokenizer pad with "!" (id 0), SD 1.x's and SDXL's first with EOS
+        pads_with_bang = family == "SD 2.x" or sub == "tokenizer_2"
+        assert tok.pad_token_id == (0 if pads_with_bang else 49407), (family, sub)
+        # a pad token is special: like the hub's own SD 2 tokenizer, a "!" in the text becomes it (id 0, not 256)
+        exclaim = 0 if pads_with_bang else 256
+        assert tok("Hello, world!").input_ids == [49406, 3306, 267, 1002, exclaim, 49407]
+
+
+def test_the_config_folder_is_made_once_and_names_what_it_was_made_from(cache):
+    first = shipped_config_folder("SD 1.x")
+    stamp = (first / "tokenizer" / "vocab.json").stat().st_mtime_ns
+    assert shipped_config_folder("SD 1.x") == first
+    assert (first / "tokenizer" / "vocab.json").stat().st_mtime_ns == stamp
+    assert first.parent == cache / "single-file-configs" and first.name.startswith("sd15-")
+    assert not list(first.parent.glob("*.partial-*"))
+
+
+# Parameter counts of the released models (model cards, diffusers' docs): a wrong config value changes them.
+PARAMETERS = {
+    ("SD 1.x", "unet"): 859_520_964,
+    ("SD 1.x", "vae"): 83_653_863,
+    ("SD 1.x", "text_encoder"): 123_060_480,
+    ("SD 2.x", "unet"): 865_910_724,
+    ("SD 2.x", "vae"): 83_653_863,
+    ("SDXL base", "unet"): 2_567_463_684,
+    ("SDXL base", "vae"): 83_653_863,
+    ("SDXL base", "text_encoder"): 123_060_480,
+}
+
+
+@pytest.mark.parametrize("family", sorted(SHIPPED_CONFIGS))
+def test_the_shipped_configs_build_the_real_architectures_on_the_meta_device(cache, family):
+    import diffusers
+    import transformers
+    from accelerate import init_empty_weights
+
+    folder = shipped_config_folder(family)
+    index = json.loads((folder / "model_index.json").read_text())
+    pipeline = getattr(diffusers, index["_class_name"])
+    assert pipeline.__name__ == ("StableDiffusionXLPipeline" if family == "SDXL base" else "StableDiffusionPipeline")
+    counts = {}
+    for name, (library, class_name) in sorted((k, v) for k, v in index.items() if isinstance(v, list) and v[0]):
+        cls = getattr(diffusers if library == "diffusers" else transformers, class_name)
+        if name == "scheduler":
+            scheduler = cls.from_pretrained(folder, subfolder=name)
+            assert scheduler.config.prediction_type == ("v_prediction" if family == "SD 2.x" else "epsilon")
+            continue
+        if name.startswith("tokenizer"):
+            continue
+        with init_empty_weights():
+            if library == "diffusers":
+                model = cls.from_config(cls.load_config(folder / name))
+            else:
+                model = cls(cls.config_class.from_pretrained(folder / name))
+        counts[name] = sum(p.numel() for p in model.parameters())
+    for (fam, name), count in PARAMETERS.items():
+        if fam == family:
+            assert counts[name] == count, (family, name, counts[name])
+    if family == "SD 2.x":  # OpenCLIP ViT-H/14 with its last layer dropped, as SD 2 uses it
+        assert (
+            counts["text_encoder"] < counts["unet"]
+            and json.loads((folder / "text_encoder" / "config.json").read_text())["num_hidden_layers"] == 23
+        )
+    if family == "SDXL base":  # OpenCLIP ViT-bigG/14 with its projection
+        assert counts["text_encoder_2"] > 690_000_000
+
+
+def _save(path, tensors):
+    from safetensors.numpy import save_file
+
+    save_file({k: np.zeros(shape, dtype=np.float16) for k, shape in tensors.items()}, str(path))
+    return path
+
+
+UNET_IN = "model.diffusion_model.input_blocks.0.0.weight"
+ATTN2_K = "model.diffusion_model.input_blocks.2.1.transformer_blocks.0.attn2.to_k.weight"
+SD1_CLIP = "cond_stage_model.transformer.text_model.embeddings.position_embedding.weight"
+
+
+def test_the_family_is_read_from_the_headers_names_and_shapes(tmp_path):
+    sd1 = {UNET_IN: (320, 4, 3, 3), ATTN2_K: (320, 768), SD1_CLIP: (77, 768)}
+    assert checkpoint_family(_save(tmp_path / "v1.safetensors", sd1)) == "SD 1.x"
+    sd2 = {UNET_IN: (320, 4, 3, 3), ATTN2_K: (320, 1024), "cond_stage_model.model.token_embedding.weight": (8, 1024)}
+    assert checkpoint_family(_save(tmp_path / "v2.safetensors", sd2)) == "SD 2.x"
+    xl = {UNET_IN: (320, 4, 3, 3), checkpoint._SDXL_BASE: (1280,)}
+    assert checkpoint_family(_save(tmp_path / "xl.safetensors", xl)) == "SDXL base"
+    refiner = {UNET_IN: (384, 4, 3, 3), checkpoint._SDXL_REFINER: (1280,)}
+    assert checkpoint_family(_save(tmp_path / "refiner.safetensors", refiner)) == "SDXL refiner"
+    inpaint = {**sd1, UNET_IN: (320, 9, 3, 3)}
+    assert checkpoint_family(_save(tmp_path / "inpaint.safetensors", inpaint)) == "inpainting"
+
+
+def test_an_a1111_sd1_file_passes_the_offline_check_and_an_inpainting_one_is_refused_naming_it(tmp_path, monkeypatch):
+    from sdkit.backends.local.pipeline import check_model
+    from sdkit.errors import ModelError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    sd1 = {UNET_IN: (320, 4, 3, 3), ATTN2_K: (320, 768), SD1_CLIP: (77, 768)}
+    check_model(str(_save(tmp_path / "v1-5-pruned.safetensors", sd1)))  # sdkit carries its configs: no refusal
+    inpaint = _save(tmp_path / "inpaint.safetensors", {**sd1, UNET_IN: (320, 9, 3, 3)})
+    with pytest.raises(ModelError, match=r"a inpainting checkpoint; sdkit carries the configs of SD 1\.x, SD 2\.x"):
+        check_model(str(inpaint))
+
+
+@pytest.mark.parametrize("family", sorted(SHIPPED_CONFIGS))
+def test_loading_an_a1111_file_passes_the_shipped_configs_and_asks_no_hub(cache, tmp_path, monkeypatch, family):
+    """Up to diffusers' own ``from_single_file``: the hub's download functions raise, the network is off, and
+    diffusers' pipeline class receives ``config=`` the shipped folder and ``local_files_only=True``."""
+    import diffusers
+    import huggingface_hub
+    import torch
+
+    def no_hub(*args, **kwargs):
+        raise AssertionError(f"the hub was asked: {args} {kwargs}")
+
+    for name in ("hf_hub_download", "snapshot_download", "model_info"):
+        monkeypatch.setattr(huggingface_hub, name, no_hub)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    seen = {}
+
+    def from_single_file(cls, path, **options):
+        seen.update(cls=cls.__name__, path=path, **options)
+        return "pipe"
+
+    for cls in (diffusers.StableDiffusionPipeline, diffusers.StableDiffusionXLPipeline):
+        monkeypatch.setattr(cls, "from_single_file", classmethod(from_single_file))
+    headers = {
+        "SD 1.x": {UNET_IN: (320, 4, 3, 3), ATTN2_K: (320, 768), SD1_CLIP: (77, 768)},
+        "SD 2.x": {UNET_IN: (320, 4, 3, 3), ATTN2_K: (320, 1024)},
+        "SDXL base": {UNET_IN: (320, 4, 3, 3), checkpoint._SDXL_BASE: (1280,)},
+    }
+    path = _save(tmp_path / "model.safetensors", headers[family])
+    assert checkpoint.load_single_file(path, "0" * 64, torch.float16) == "pipe"
+    assert seen["config"] == str(shipped_config_folder(family)) and seen["local_files_only"] is True
+    assert seen["cls"] == ("StableDiffusionXLPipeline" if family == "SDXL base" else "StableDiffusionPipeline")
+    for sub in json.loads((Path(seen["config"]) / "model_index.json").read_text()):
+        if sub.startswith("tokenizer"):
+            assert (Path(seen["config"]) / sub / "vocab.json").is_file()
+
+
+def test_every_shipped_file_is_in_the_package_data():
+    globs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["sdkit"]
+    shipped = checkpoint._SHIPPED
+    files = [p.relative_to(ROOT / "sdkit").as_posix() for p in shipped.rglob("*") if p.is_file()]
+    assert len(files) == 26
+    for file in files:
+        assert any(fnmatch.fnmatch(file, g) and file.count("/") == g.count("/") for g in globs), file
+    assert sum(p.stat().st_size for p in shipped.rglob("*") if p.is_file()) < 400_000
