@@ -5,6 +5,7 @@ gives CLIP's published ids, the family is read from a file's header, and the loa
 
 import fnmatch
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -188,3 +189,59 @@ def test_every_shipped_file_is_in_the_package_data():
     for file in files:
         assert any(fnmatch.fnmatch(file, g) and file.count("/") == g.count("/") for g in globs), file
     assert sum(p.stat().st_size for p in shipped.rglob("*") if p.is_file()) < 400_000
+
+
+@pytest.mark.skipif(
+    os.environ.get("SDKIT_FULL_SIZE_CHECKPOINT") != "1",
+    reason="writes a 2 GB SD 1.5-layout file and loads it (~1 min, ~7 GB RAM): set SDKIT_FULL_SIZE_CHECKPOINT=1",
+)
+def test_a_full_size_sd15_layout_file_loads_offline_and_generates(cache, tmp_path, monkeypatch):
+    """A file in the original SD 1.5 layout at full size (every weight of the real model, zeros for values: no
+    real checkpoint is at hand), with no sdkit metadata, loads through the shipped configs with the hub and the
+    network blocked, and the pipeline makes an image."""
+    import socket
+
+    import huggingface_hub
+    import torch
+    from accelerate import init_empty_weights
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from safetensors.torch import save_file
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from sdkit import GenerationParams
+    from sdkit.backends.local.pipeline import LocalBackend
+
+    def blocked(*args, **kwargs):
+        raise AssertionError(f"network or hub asked: {args}")
+
+    for name in ("hf_hub_download", "snapshot_download", "model_info"):
+        monkeypatch.setattr(huggingface_hub, name, blocked)
+    monkeypatch.setattr(socket.socket, "connect", blocked)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    configs = checkpoint._SHIPPED / "sd15"
+    with init_empty_weights():
+        unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(configs / "unet"))
+        vae = AutoencoderKL.from_config(AutoencoderKL.load_config(configs / "vae"))
+        text = CLIPTextModel(CLIPTextConfig.from_pretrained(configs / "text_encoder"))
+    state = {}
+    unet_ldm = checkpoint.unet_to_ldm(unet.state_dict(), dict(unet.config))
+    state.update({"model.diffusion_model." + k: v for k, v in unet_ldm.items()})
+    state.update({"first_stage_model." + k: v for k, v in checkpoint.vae_to_ldm(vae.state_dict(), vae.config).items()})
+    for k, v in text.state_dict().items():
+        state["cond_stage_model.transformer." + ("" if k.startswith("text_model.") else "text_model.") + k] = v
+    state = {k: torch.zeros(v.shape, dtype=torch.float16) for k, v in state.items()}
+    path = tmp_path / "v1-5-layout.safetensors"
+    save_file(state, str(path))
+    del state
+    assert checkpoint_family(path) == "SD 1.x"
+    backend = LocalBackend(progress=False)
+    params = GenerationParams(prompt="a photo of a cat", num_inference_steps=1, width=64, height=64, seed=1)
+    result = backend.generate(params.replace(model=str(path)))
+    assert result.images[0].size == (64, 64)
+    pipe = backend.load(str(path))  # the pipeline already loaded
+    assert sum(p.numel() for p in pipe.unet.parameters()) == PARAMETERS[("SD 1.x", "unet")]
+    assert type(pipe.scheduler).__name__ != "" and pipe.tokenizer("a photo of a cat").input_ids[:3] == [
+        49406,
+        320,
+        1125,
+    ]
