@@ -191,13 +191,30 @@ def test_every_shipped_file_is_in_the_package_data():
     assert sum(p.stat().st_size for p in shipped.rglob("*") if p.is_file()) < 400_000
 
 
+def _open_clip_h_layout(prefix="cond_stage_model.model.", width=1024, layers=24):
+    """The names and shapes of SD 2.x's text encoder as the original files hold it (OpenCLIP ViT-H/14: 24 blocks of
+    width 1024, MLP 4096, fused q/k/v), written from OpenCLIP's architecture, not from sdkit's configs."""
+    shapes = {"token_embedding.weight": (49408, width), "positional_embedding": (77, width),
+              "ln_final.weight": (width,), "ln_final.bias": (width,), "text_projection": (width, width)}  # fmt: skip
+    for i in range(layers):
+        block = f"transformer.resblocks.{i}."
+        for norm in ("ln_1", "ln_2"):
+            shapes |= {f"{block}{norm}.weight": (width,), f"{block}{norm}.bias": (width,)}
+        shapes |= {f"{block}attn.in_proj_weight": (3 * width, width), f"{block}attn.in_proj_bias": (3 * width,),
+                   f"{block}attn.out_proj.weight": (width, width), f"{block}attn.out_proj.bias": (width,),
+                   f"{block}mlp.c_fc.weight": (4 * width, width), f"{block}mlp.c_fc.bias": (4 * width,),
+                   f"{block}mlp.c_proj.weight": (width, 4 * width), f"{block}mlp.c_proj.bias": (width,)}  # fmt: skip
+    return {prefix + k: v for k, v in shapes.items()}
+
+
 @pytest.mark.skipif(
     os.environ.get("SDKIT_FULL_SIZE_CHECKPOINT") != "1",
-    reason="writes a 2 GB SD 1.5-layout file and loads it (~1 min, ~7 GB RAM): set SDKIT_FULL_SIZE_CHECKPOINT=1",
+    reason="writes a 2-3 GB SD 1.5/2.1-layout file and loads it (~1-2 min, ~9 GB RAM): SDKIT_FULL_SIZE_CHECKPOINT=1",
 )
-def test_a_full_size_sd15_layout_file_loads_offline_and_generates(cache, tmp_path, monkeypatch):
-    """A file in the original SD 1.5 layout at full size (every weight of the real model, zeros for values: no
-    real checkpoint is at hand), with no sdkit metadata, loads through the shipped configs with the hub and the
+@pytest.mark.parametrize("family", ["SD 1.x", "SD 2.x"])
+def test_a_full_size_original_layout_file_loads_offline_and_generates(cache, tmp_path, monkeypatch, family):
+    """A file in the original SD 1.5 / SD 2.1 layout at full size (every weight of the real model, zeros for values:
+    no real checkpoint is at hand), with no sdkit metadata, loads through the shipped configs with the hub and the
     network blocked, and the pipeline makes an image."""
     import socket
 
@@ -218,30 +235,32 @@ def test_a_full_size_sd15_layout_file_loads_offline_and_generates(cache, tmp_pat
         monkeypatch.setattr(huggingface_hub, name, blocked)
     monkeypatch.setattr(socket.socket, "connect", blocked)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    configs = checkpoint._SHIPPED / "sd15"
+    configs = checkpoint._SHIPPED / SHIPPED_CONFIGS[family]
     with init_empty_weights():
         unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(configs / "unet"))
         vae = AutoencoderKL.from_config(AutoencoderKL.load_config(configs / "vae"))
         text = CLIPTextModel(CLIPTextConfig.from_pretrained(configs / "text_encoder"))
-    state = {}
+    shapes = {}
     unet_ldm = checkpoint.unet_to_ldm(unet.state_dict(), dict(unet.config))
-    state.update({"model.diffusion_model." + k: v for k, v in unet_ldm.items()})
-    state.update({"first_stage_model." + k: v for k, v in checkpoint.vae_to_ldm(vae.state_dict(), vae.config).items()})
-    for k, v in text.state_dict().items():
-        state["cond_stage_model.transformer." + ("" if k.startswith("text_model.") else "text_model.") + k] = v
-    state = {k: torch.zeros(v.shape, dtype=torch.float16) for k, v in state.items()}
-    path = tmp_path / "v1-5-layout.safetensors"
-    save_file(state, str(path))
-    del state
-    assert checkpoint_family(path) == "SD 1.x"
+    shapes |= {"model.diffusion_model." + k: v.shape for k, v in unet_ldm.items()}
+    shapes |= {
+        "first_stage_model." + k: v.shape for k, v in checkpoint.vae_to_ldm(vae.state_dict(), vae.config).items()
+    }
+    if family == "SD 1.x":
+        for k, v in text.state_dict().items():
+            shapes["cond_stage_model.transformer." + ("" if k.startswith("text_model.") else "text_model.") + k] = (
+                v.shape
+            )
+    else:
+        shapes |= _open_clip_h_layout()
+    path = tmp_path / "original-layout.safetensors"
+    save_file({k: torch.zeros(tuple(v), dtype=torch.float16) for k, v in shapes.items()}, str(path))
+    assert checkpoint_family(path) == family
     backend = LocalBackend(progress=False)
     params = GenerationParams(prompt="a photo of a cat", num_inference_steps=1, width=64, height=64, seed=1)
     result = backend.generate(params.replace(model=str(path)))
     assert result.images[0].size == (64, 64)
     pipe = backend.load(str(path))  # the pipeline already loaded
-    assert sum(p.numel() for p in pipe.unet.parameters()) == PARAMETERS[("SD 1.x", "unet")]
-    assert type(pipe.scheduler).__name__ != "" and pipe.tokenizer("a photo of a cat").input_ids[:3] == [
-        49406,
-        320,
-        1125,
-    ]
+    assert sum(p.numel() for p in pipe.unet.parameters()) == PARAMETERS[(family, "unet")]
+    assert pipe.scheduler.config.prediction_type == ("v_prediction" if family == "SD 2.x" else "epsilon")
+    assert pipe.tokenizer("a photo of a cat").input_ids == [49406, 320, 1125, 539, 320, 2368, 49407]
