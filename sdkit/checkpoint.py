@@ -406,7 +406,12 @@ def quiet_empty_fp32_notice() -> None:
 def _needs_hub(model: str, family: str, why: str) -> str:
     shipped = ", ".join(SHIPPED_CONFIGS)
     return (
-        f"model={model!r}: a {family} checkpoint; sdkit carries the configs of {shipped} only, so diffusers needs "
-        f"the diffusers configs and CLIP tokenizer of its family from the Hugging Face hub once (a few MB, then "
-        f"cached), and the hub cannot be reached ({why}). Load it once with a connection, or give a diffusers folder"
+        f"model={model!r}: {_article(family)} {family} checkpoint; sdkit carries the configs of {shipped} only, "
+        "so diffusers needs the diffusers configs and CLIP tokenizer of its family from the Hugging Face hub once "
+        f"(a few MB, then cached), and the hub cannot be reached ({why}). Load it once with a connection, or give "
+        "a diffusers folder"
     )
+
+
+def _article(family: str) -> str:
+    return "an" if family[:1].lower() in "aeiou" else "a"

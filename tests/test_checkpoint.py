@@ -141,7 +141,7 @@ def test_an_a1111_sd1_file_passes_the_offline_check_and_an_inpainting_one_is_ref
     sd1 = {UNET_IN: (320, 4, 3, 3), ATTN2_K: (320, 768), SD1_CLIP: (77, 768)}
     check_model(str(_save(tmp_path / "v1-5-pruned.safetensors", sd1)))  # sdkit carries its configs: no refusal
     inpaint = _save(tmp_path / "inpaint.safetensors", {**sd1, UNET_IN: (320, 9, 3, 3)})
-    with pytest.raises(ModelError, match=r"a inpainting checkpoint; sdkit carries the configs of SD 1\.x, SD 2\.x"):
+    with pytest.raises(ModelError, match=r"an inpainting checkpoint; sdkit carries the configs of SD 1\.x, SD 2\.x"):
         check_model(str(inpaint))
 
 
