@@ -3,8 +3,11 @@
 Loading goes through diffusers' ``from_single_file``. A file written by :func:`write_single_file` carries its
 diffusers configs and tokenizer in its safetensors metadata (``sdkit.diffusers_configs``: JSON, path → text):
 they are unpacked into sdkit's cache and passed as ``config=`` with ``local_files_only=True``, so no hub is asked.
-Other files (A1111/Civitai SD 1.x, 2.x, SDXL) need their family's diffusers configs and CLIP tokenizer, which
-diffusers fetches from the hub once and caches; with the hub out of reach they are refused, naming the family.
+Other files (A1111/Civitai SD 1.x, 2.x, SDXL base) load with their family's diffusers configs, which sdkit ships
+(the SD 1.5, SD 2.1 768 v-prediction and SDXL base 1.0 configs, and CLIP's BPE vocabulary for the tokenizers): the
+family is read from the file's header and the same ``config=`` / ``local_files_only=True`` path is taken.
+Families sdkit carries no configs for (inpainting, SDXL refiner, others) need the hub once; offline they are refused,
+naming the family.
 
 The file layout is the original Stable Diffusion (LDM) one: ``model.diffusion_model.*`` (UNet),
 ``first_stage_model.*`` (VAE), ``cond_stage_model.transformer.*`` (CLIP text encoder, SD 1.x).
@@ -21,7 +24,15 @@ from typing import Any
 
 from sdkit.errors import InvalidModelError, ModelError
 
-__all__ = ["checkpoint_family", "config_folder", "file_sha256", "is_checkpoint_file", "write_single_file"]
+__all__ = [
+    "checkpoint_family",
+    "clip_vocabulary",
+    "config_folder",
+    "file_sha256",
+    "is_checkpoint_file",
+    "shipped_config_folder",
+    "write_single_file",
+]
 
 SINGLE_FILE_SUFFIXES = (".safetensors",)
 CONFIG_KEY = "sdkit.diffusers_configs"
@@ -208,18 +219,101 @@ def config_folder(path: str | os.PathLike, digest: str) -> Path | None:
     return target
 
 
-#: A weight only each family's checkpoints hold (diffusers' own markers), read from the file's header.
-FAMILY_MARKERS = {
-    "SDXL base": "conditioner.embedders.1.model.transformer.resblocks.9.mlp.c_proj.bias",
-    "SD 2.x": "model.diffusion_model.input_blocks.2.1.transformer_blocks.0.attn2.to_k.weight",
-    "SD 1.x": "cond_stage_model.transformer.text_model.embeddings.position_embedding.weight",
-}
+#: Weights whose presence or shape tells the families apart (diffusers' own markers, ``CHECKPOINT_KEY_NAMES``).
+_CROSS_ATTN_K = "model.diffusion_model.input_blocks.2.1.transformer_blocks.0.attn2.to_k.weight"
+_UNET_IN = "model.diffusion_model.input_blocks.0.0.weight"
+_SDXL_BASE = "conditioner.embedders.1.model.transformer.resblocks.9.mlp.c_proj.bias"
+_SDXL_REFINER = "conditioner.embedders.0.model.transformer.resblocks.9.mlp.c_proj.bias"
+_SD1_CLIP = "cond_stage_model.transformer.text_model.embeddings.position_embedding.weight"
+
+#: The families whose diffusers configs ship with sdkit (``sdkit/backends/local/single_file_configs/``): the
+#: configs of SD 1.5, SD 2.1 (768, v-prediction) and SDXL base 1.0, which diffusers would fetch from the hub.
+SHIPPED_CONFIGS = {"SD 1.x": "sd15", "SD 2.x": "sd21", "SDXL base": "sdxl"}
 
 
 def checkpoint_family(path: str | os.PathLike) -> str:
-    """``"SD 1.x"``, ``"SD 2.x"``, ``"SDXL base"`` or ``"unknown"``, from the header alone."""
-    keys = _header(path)
-    return next((name for name, key in FAMILY_MARKERS.items() if key in keys), "unknown")
+    """``"SD 1.x"``, ``"SD 2.x"``, ``"SDXL base"``, ``"SDXL refiner"``, ``"inpainting"`` or ``"unknown"``, from the
+    header alone (no torch), as diffusers' ``infer_diffusers_model_type`` tells them apart."""
+    header = _header(path)
+
+    def shape(key: str) -> list[int]:
+        entry = header.get(key)
+        return list(entry.get("shape", [])) if isinstance(entry, dict) else []
+
+    if shape(_UNET_IN)[1:2] == [9]:
+        return "inpainting"
+    if shape(_CROSS_ATTN_K)[-1:] == [1024]:  # SD 1.x cross-attends to 768-wide CLIP ViT-L, SD 2.x to 1024 OpenCLIP
+        return "SD 2.x"
+    if _SDXL_BASE in header:
+        return "SDXL base"
+    if _SDXL_REFINER in header:
+        return "SDXL refiner"
+    if shape(_CROSS_ATTN_K)[-1:] == [768] or _SD1_CLIP in header:
+        return "SD 1.x"
+    return "unknown"
+
+
+def _bytes_to_unicode() -> list[str]:
+    """CLIP's (and GPT-2's) byte → printable character table, in CLIP's vocabulary order."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return [chr(c) for c in cs]
+
+
+def clip_vocabulary() -> tuple[dict[str, int], list[str]]:
+    """CLIP's BPE vocabulary (49408 tokens) and its 48894 merges, as Hugging Face's ``CLIPTokenizer`` files hold
+    them: byte symbols, the same with ``</w>``, one token per merge, then ``<|startoftext|>``, ``<|endoftext|>``.
+    Derived from OpenAI's ``bpe_simple_vocab_16e6.txt`` (MIT), whose merges sdkit ships xz-compressed."""
+    import lzma
+
+    merges = lzma.decompress((_SHIPPED / "clip_merges.txt.xz").read_bytes()).decode("utf-8").splitlines()
+    symbols = _bytes_to_unicode()
+    tokens = symbols + [s + "</w>" for s in symbols] + [m.replace(" ", "") for m in merges]
+    tokens += ["<|startoftext|>", "<|endoftext|>"]
+    return {t: i for i, t in enumerate(tokens)}, merges
+
+
+_SHIPPED = Path(__file__).resolve().parent / "backends" / "local" / "single_file_configs"
+
+
+def shipped_config_folder(family: str) -> Path:
+    """The diffusers config folder (configs and CLIP tokenizers) for a checkpoint ``family``: the shipped configs
+    copied into sdkit's cache with the tokenizer files written beside them, once."""
+    import shutil
+
+    from sdkit.backends.local.embedded import cache_dir
+
+    name = SHIPPED_CONFIGS[family]
+    source = _SHIPPED / name
+    target = cache_dir() / "single-file-configs" / f"{name}-{_shipped_digest(source)}"
+    if (target / "model_index.json").is_file():
+        return target
+    partial = target.with_name(target.name + f".partial-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.copytree(source, partial)
+    vocab, merges = clip_vocabulary()
+    for tokenizer in sorted(partial.glob("tokenizer*")):
+        (tokenizer / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+        (tokenizer / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
+    try:
+        partial.rename(target)
+    except OSError:  # another process made it first
+        shutil.rmtree(partial, ignore_errors=True)
+    return target
+
+
+def _shipped_digest(folder: Path) -> str:
+    """A short digest of the shipped files, so that a changed sdkit never reads an older copy in the cache."""
+    h = hashlib.sha256((_SHIPPED / "clip_merges.txt.xz").read_bytes())
+    for file in sorted(folder.rglob("*.json")):
+        h.update(file.relative_to(folder).as_posix().encode() + b"\0" + file.read_bytes())
+    return h.hexdigest()[:12]
 
 
 def load_single_file(path: str | os.PathLike, digest: str, dtype: Any) -> Any:
@@ -238,8 +332,11 @@ def load_single_file(path: str | os.PathLike, digest: str, dtype: Any) -> Any:
         index = json.loads((config / "model_index.json").read_text())
         cls = StableDiffusionXLPipeline if "text_encoder_2" in index else StableDiffusionPipeline
         options.update(config=str(config), local_files_only=True)
-    else:
+    elif family in SHIPPED_CONFIGS:  # an A1111/Civitai file: the family's configs ship with sdkit, no hub
         cls = StableDiffusionXLPipeline if family == "SDXL base" else StableDiffusionPipeline
+        options.update(config=str(shipped_config_folder(family)), local_files_only=True)
+    else:
+        cls = StableDiffusionXLPipeline if family.startswith("SDXL") else StableDiffusionPipeline
         if (why := _hub_unreachable()) is not None:
             raise ModelError(_needs_hub(str(path), family, why))
     assert issubclass(cls, DiffusionPipeline)
@@ -275,11 +372,14 @@ def check_checkpoint_file(path: str | os.PathLike) -> None:
     model = str(path)
     header = _header(path)
     meta = header.get("__metadata__")
-    if not (isinstance(meta, dict) and CONFIG_KEY in meta) and any(k.startswith(UNET_PREFIX) for k in header):
-        from sdkit.backends.local.pipeline import _hub_unreachable
+    own_configs = isinstance(meta, dict) and CONFIG_KEY in meta
+    if not own_configs and any(k.startswith(UNET_PREFIX) for k in header):
+        family = checkpoint_family(path)
+        if family not in SHIPPED_CONFIGS:
+            from sdkit.backends.local.pipeline import _hub_unreachable
 
-        if (why := _hub_unreachable()) is not None:
-            raise ModelError(_needs_hub(model, checkpoint_family(path), why))
+            if (why := _hub_unreachable()) is not None:
+                raise ModelError(_needs_hub(model, family, why))
     if not any(k.startswith(UNET_PREFIX) for k in header):
         raise InvalidModelError(
             "model", model, f"holds no UNet weights ({UNET_PREFIX}*): a LoRA, a VAE or an embedding, not a checkpoint"
@@ -304,8 +404,14 @@ def quiet_empty_fp32_notice() -> None:
 
 
 def _needs_hub(model: str, family: str, why: str) -> str:
+    shipped = ", ".join(SHIPPED_CONFIGS)
     return (
-        f"model={model!r}: a {family} checkpoint; diffusers needs the diffusers configs and CLIP tokenizer of "
-        f"its family from the Hugging Face hub once (a few MB, then cached), and the hub cannot be reached ({why}). "
-        "Load it once with a connection, or give a diffusers folder"
+        f"model={model!r}: {_article(family)} {family} checkpoint; sdkit carries the configs of {shipped} only, "
+        "so diffusers needs the diffusers configs and CLIP tokenizer of its family from the Hugging Face hub once "
+        f"(a few MB, then cached), and the hub cannot be reached ({why}). Load it once with a connection, or give "
+        "a diffusers folder"
     )
+
+
+def _article(family: str) -> str:
+    return "an" if family[:1].lower() in "aeiou" else "a"

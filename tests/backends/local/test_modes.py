@@ -213,18 +213,18 @@ def test_a_study_with_a_denoising_strength_axis_verifies_in_a_new_process(tmp_pa
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_an_a1111_checkpoint_without_configs_is_refused_offline_naming_its_family(tmp_path, monkeypatch):
+def test_a_checkpoint_of_a_family_sdkit_carries_no_configs_for_is_refused_offline_naming_it(tmp_path, monkeypatch):
     from safetensors.numpy import save_file
 
     from sdkit.backends.local.pipeline import check_model
     from sdkit.errors import ModelError
 
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    marker = "cond_stage_model.transformer.text_model.embeddings.position_embedding.weight"
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # SD 1.x, 2.x and SDXL base files load offline (tests/test_checkpoint.py)
+    marker = "conditioner.embedders.0.model.transformer.resblocks.9.mlp.c_proj.bias"
     weights = {"model.diffusion_model.out.2.bias": np.zeros(4, dtype=np.float32), marker: np.zeros(2, np.float32)}
-    save_file(weights, str(tmp_path / "v1-5-pruned.safetensors"))
-    with pytest.raises(ModelError, match=r"a SD 1\.x checkpoint; diffusers needs the diffusers configs"):
-        check_model(str(tmp_path / "v1-5-pruned.safetensors"))
+    save_file(weights, str(tmp_path / "sd_xl_refiner_1.0.safetensors"))
+    with pytest.raises(ModelError, match=r"a SDXL refiner checkpoint; sdkit carries the configs of SD 1\.x"):
+        check_model(str(tmp_path / "sd_xl_refiner_1.0.safetensors"))
 
 
 def test_the_repr_shows_the_new_fields_only_when_set(base):
