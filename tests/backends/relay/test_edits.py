@@ -15,6 +15,7 @@ from sdkit import (
     FakeRelay,
     FakeReply,
     GenerationParams,
+    ImageEditRequest,
     RemoteBackend,
     RetryPolicy,
     ValidationError,
@@ -22,7 +23,6 @@ from sdkit import (
     run_study,
     verify_study,
 )
-from sdkit.backends.relay.apirequest import ImageEditRequest
 from sdkit.backends.relay.fakerelay import fake_color, fake_edit_png
 from sdkit.initimage import init_image_png
 
@@ -227,3 +227,60 @@ def test_a_remote_img2img_study_archives_replies_and_verifies_offline(tmp_path, 
 
     result = verify_study(out, progress=False)  # the relay is gone: checked from the archive alone
     assert result.ok and {c.status for c in result.checks} == {"archived"}
+
+
+# --- snippets: `sdkit request … --backend images --init-image PATH` ---------------------------------
+
+
+def _request_snippet(language, picture, *extra):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env.pop("SDKIT_BASE_URL", None)
+    env.pop("OPENAI_BASE_URL", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "sdkit", "request", "a cat", f"--{language}", "--backend", "images",
+         "--init-image", str(picture), "--strength", "0.3", "--seed", "5", "--size", "64x64", *extra],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    return proc
+
+
+@pytest.mark.parametrize("language", ["curl", "python", "js"])
+def test_an_edits_snippet_uploads_the_picture_and_the_fields(tmp_path, language):
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    runner = {"curl": ["bash", "-c"], "python": [sys.executable, "-c"], "js": ["node", "-e"]}[language]
+    if shutil.which(runner[0]) is None:
+        pytest.skip(f"{runner[0]} is not installed")
+    picture = tmp_path / 'my init\'s; "1".png'  # quotes and ; in the path: the snippet must quote them
+    init_picture().save(picture)
+    proc = _request_snippet(language, picture)
+    assert proc.returncode == 0, proc.stderr
+    snippet = proc.stdout
+    assert KEY not in snippet and "/v1/images/edits" in snippet
+    with FakeRelay(api_key=KEY) as relay:
+        env = {**os.environ, "SDKIT_BASE_URL": relay.url, "SDKIT_API_KEY": KEY}
+        ran = subprocess.run([*runner, snippet], capture_output=True, text=True, env=env, timeout=60)
+        assert ran.returncode == 0, ran.stderr
+        [sent] = relay.api_requests
+    form = sent.form()
+    assert form.pop("image") == picture.read_bytes()
+    assert form == {"prompt": "a cat", "model": "stable-diffusion-api", "size": "64x64", "strength": "0.3", "seed": "5"}
+    if language != "python":
+        assert "b64_json" in json.loads(ran.stdout)["data"][0]
+
+
+def test_request_refuses_an_init_image_for_chat_and_a_strength_without_one(tmp_path):
+    picture = tmp_path / "init.png"
+    init_picture().save(picture)
+    proc = _request_snippet("curl", picture, "--backend", "chat")
+    assert proc.returncode == 2 and "init_image" in proc.stderr and "--backend images" in proc.stderr
+    proc = _request_snippet("curl", tmp_path / "missing.png")
+    assert proc.returncode == 2 and "init_image" in proc.stderr
