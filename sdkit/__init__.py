@@ -43,6 +43,7 @@ _EXPORTS: dict[str, str] = {
     "unregister_backend": "sdkit.backends.registry",
     # sdkit.backends.relay.apirequest
     "ChatRequest": "sdkit.backends.relay.apirequest",
+    "ImageEditRequest": "sdkit.backends.relay.apirequest",
     "ImagesRequest": "sdkit.backends.relay.apirequest",
     "Message": "sdkit.backends.relay.apirequest",
     "SDExtras": "sdkit.backends.relay.apirequest",
@@ -203,6 +204,7 @@ __all__ = [
     "GenerationParams",
     "GenerationResult",
     "GridViewer",
+    "ImageEditRequest",
     "ImageMetadata",
     "ImageRef",
     "ImagesRequest",
@@ -308,7 +310,7 @@ if _typing.TYPE_CHECKING:  # for type checkers and editors: the same names, impo
     from sdkit.backends.providers.fakes import FakeBFL, FakeStability
     from sdkit.backends.providers.stability import StabilityBackend
     from sdkit.backends.registry import backend_kinds, create_backend, register_backend, unregister_backend
-    from sdkit.backends.relay.apirequest import ChatRequest, ImagesRequest, Message, SDExtras
+    from sdkit.backends.relay.apirequest import ChatRequest, ImageEditRequest, ImagesRequest, Message, SDExtras
     from sdkit.backends.relay.client import APIReply, AsyncClient, Client, FetchedImage
     from sdkit.backends.relay.expand import Expansion, expand_axis, expand_prompt
     from sdkit.backends.relay.fakerelay import FakeRelay, FakeReply

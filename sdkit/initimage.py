@@ -19,7 +19,7 @@ from typing import Any
 
 from sdkit.errors import ValidationError
 
-__all__ = ["KEY_PREFIX", "init_image_key", "load_init_image", "store_init_image"]
+__all__ = ["KEY_PREFIX", "init_image_key", "init_image_png", "load_init_image", "store_init_image"]
 
 KEY_PREFIX = "sha256:"
 _KEY = re.compile(r"sha256:[0-9a-f]{64}")
@@ -130,6 +130,13 @@ def load_init_image(key: str) -> Any:
     raise ValidationError(
         "init_image", key, "no picture with this key on this machine: give the image itself (path, URL or PIL image)"
     )
+
+
+def init_image_png(key: str) -> bytes:
+    """The picture stored under ``key`` as PNG bytes (what an API that takes an image file is sent)."""
+    buf = io.BytesIO()
+    load_init_image(key).save(buf, format="PNG")
+    return buf.getvalue()
 
 
 INPUTS = "inputs"

@@ -489,6 +489,9 @@ def _add_request_parser(sub) -> None:
     extras.add_argument("--steps", type=int, default=None, metavar="N", help="num_inference_steps (1-100)")
     extras.add_argument("--cfg", type=float, default=None, metavar="F", help="guidance_scale (0-100)")
     extras.add_argument("--size", default=None, metavar="WxH", help="size (with --backend images: its own size field)")
+    edit = req.add_argument_group("img2img", "with --backend images: POST /v1/images/edits, the picture uploaded")
+    edit.add_argument("--init-image", default=None, metavar="PATH", help="the picture the snippet uploads")
+    edit.add_argument("--strength", type=float, default=None, metavar="F", help="denoising strength 0-1 (strength)")
     req.set_defaults(func=_cmd_request, language="curl")
 
 
@@ -506,12 +509,34 @@ def _cmd_request(args: argparse.Namespace) -> int:
         if extras is not None:
             extras = SDExtras(args.seed, args.negative_prompt, args.steps, args.cfg)
         request = ImagesRequest(prompt=args.prompt, model=args.model, size=args.size, extras=extras)
+    request = _edit_request(args, request)
     base_url = None  # left out: the snippet reads $SDKIT_BASE_URL when it runs
     if args.base_url is not None or any(os.environ.get(v) for v in ("SDKIT_BASE_URL", "OPENAI_BASE_URL")):
         base_url = resolve_base_url(args.base_url)
     key = resolve_api_key(prompt=False) if args.include_key else None
-    print(export_request(request, args.language, base_url, key, include_key=args.include_key), end="")
+    image_path = getattr(args, "init_image", None)
+    print(export_request(request, args.language, base_url, key, include_key=args.include_key, image_path=image_path),
+          end="")  # fmt: skip
     return 0
+
+
+def _edit_request(args: argparse.Namespace, request):
+    """``sdkit request --init-image PATH``: the images request as ``/v1/images/edits`` (issue 16)."""
+    init, strength = getattr(args, "init_image", None), getattr(args, "strength", None)
+    if init is None:
+        if strength is not None:
+            raise ValidationError("strength", strength, "needs --init-image (img2img)")
+        return request
+    if args.backend != "images":
+        raise ValidationError("init_image", init, "the chat API takes no input image: use --backend images")
+    if init.startswith(("http://", "https://", "data:")) or not os.path.isfile(init):
+        raise ValidationError("init_image", init, "must be a file the snippet can upload")
+    from sdkit.backends.relay.apirequest import ImageEditRequest
+    from sdkit.initimage import init_image_key, init_image_png
+
+    key = init_image_key(init)
+    return ImageEditRequest(image=init_image_png(key), prompt=request.prompt, model=request.model, size=request.size,
+                            strength=strength, extras=request.extras, image_key=key)  # fmt: skip
 
 
 def _add_sweep_parser(sub) -> None:

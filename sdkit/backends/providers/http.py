@@ -11,14 +11,14 @@ provider: the argument, then the provider's own variable (``STABILITY_API_KEY``)
 from __future__ import annotations
 
 import os
-import secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from sdkit.backends.relay.client import IMAGE_HEADERS, Client, _request_id
 from sdkit.backends.relay.credentials import KEY_VARS, _colab_secret
+from sdkit.backends.relay.multipart import multipart
 from sdkit.errors import ValidationError
 from sdkit.secret import Secret
 
@@ -47,22 +47,6 @@ def provider_key(
         if value:
             return Secret(value.strip())
     return ""
-
-
-def multipart(fields: Sequence[tuple[str, str | bytes]], *, boundary: str | None = None) -> tuple[str, bytes]:
-    """``multipart/form-data`` of ``fields`` (text values as form fields, bytes as a file named after the
-    field): returns (Content-Type header, body)."""
-    boundary = boundary or "sdkit-" + secrets.token_hex(12)
-    out = bytearray()
-    for name, value in fields:
-        out += f"--{boundary}\r\n".encode()
-        if isinstance(value, bytes):
-            out += f'Content-Disposition: form-data; name="{name}"; filename="{name}"\r\n'.encode()
-            out += b"Content-Type: application/octet-stream\r\n\r\n" + value + b"\r\n"
-        else:
-            out += f'Content-Disposition: form-data; name="{name}"\r\n\r\n'.encode() + str(value).encode() + b"\r\n"
-    out += f"--{boundary}--\r\n".encode()
-    return f"multipart/form-data; boundary={boundary}", bytes(out)
 
 
 @dataclass(frozen=True, repr=False)

@@ -1,7 +1,8 @@
 """Requests to an OpenAI-style Stable Diffusion API, as pure values.
 
 ``ChatRequest`` is ``POST /v1/chat/completions`` with every field of the relay page
-(``/work/shared/spec``); ``ImagesRequest`` is ``POST /v1/images/generations``. Both validate on
+(``/work/shared/spec``); ``ImagesRequest`` is ``POST /v1/images/generations``; ``ImageEditRequest`` is
+``POST /v1/images/edits`` (img2img: the init image as a ``multipart/form-data`` file part). All validate on
 construction, naming the field and the value, and ``to_body()`` gives the JSON body with the
 fields in the page's order (model, messages, then only the optional fields that are set).
 
@@ -30,9 +31,11 @@ if TYPE_CHECKING:
 __all__ = [
     "CHAT_PATH",
     "DEFAULT_API_MODEL",
+    "EDITS_PATH",
     "IMAGES_PATH",
     "ROLES",
     "ChatRequest",
+    "ImageEditRequest",
     "ImagesRequest",
     "Message",
     "SDExtras",
@@ -56,6 +59,7 @@ OPTIONAL_CHAT_FIELDS = (
 
 CHAT_PATH = "/v1/chat/completions"
 IMAGES_PATH = "/v1/images/generations"
+EDITS_PATH = "/v1/images/edits"
 #: The model of the page's example.
 DEFAULT_API_MODEL = "stable-diffusion-api"
 #: The message roles OpenAI's chat API accepts ("function": its older form of "tool").
@@ -390,3 +394,98 @@ class ImagesRequest:
 
     def to_json(self) -> str:
         return json.dumps(self.to_body(), ensure_ascii=False)
+
+
+@dataclass(frozen=True, repr=False)
+class ImageEditRequest:
+    """``POST /v1/images/edits`` as OpenAI's images API takes it (``multipart/form-data``): ``image`` (a PNG file
+    part), ``prompt``, ``model``, ``n``, ``size``, ``response_format``, ``user``; then img2img's ``strength``
+    (sent whenever set: without it a relay uses its own default and a strength sweep would send one request)
+    and the opt-in SD extras (seed, negative_prompt, num_inference_steps, guidance_scale) as form fields.
+
+    ``image`` is the PNG bytes; ``image_key`` the ``"sha256:…"`` key it came from (for display only).
+    """
+
+    image: bytes
+    prompt: str
+    model: str = DEFAULT_API_MODEL
+    n: int | None = None
+    size: str | None = None
+    response_format: str | None = None
+    user: str | None = None
+    strength: float | None = None
+    extras: SDExtras | None = None
+    image_key: str | None = None
+
+    path = EDITS_PATH
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.image, bytes) or not self.image.startswith(b"\x89PNG\r\n\x1a\n"):
+            shown = f"({len(self.image)} bytes)" if isinstance(self.image, bytes) else self.image
+            raise ValidationError("image", shown, "must be the PNG bytes of the init image")
+        _check_text("prompt", self.prompt, empty_ok=False)
+        _check_text("model", self.model, empty_ok=False)
+        _check_min_int("n", self.n, 1)
+        _check_size("size", self.size)
+        if self.response_format is not None and self.response_format not in RESPONSE_FORMATS:
+            raise ValidationError("response_format", self.response_format, "must be 'url' or 'b64_json'")
+        _check_text("user", self.user)
+        _check_range("strength", self.strength, 0, 1)
+        if self.extras is not None and not isinstance(self.extras, SDExtras):
+            raise ValidationError("extras", self.extras, "must be an SDExtras")
+
+    def __repr__(self) -> str:
+        return f"<ImageEditRequest {self.model!r} {self.prompt[:40]!r} image={self.image_key or len(self.image)}>"
+
+    @classmethod
+    def from_params(
+        cls,
+        params: GenerationParams,
+        *,
+        model: str | None = None,
+        sd_extras: bool = False,
+        n: int | None = None,
+        seed: int | None = None,
+        **fields: Any,
+    ) -> ImageEditRequest:
+        """The img2img request for ``params`` (which must have an ``init_image``): the picture as PNG, its
+        ``denoising_strength`` as ``strength``, size and ``n`` as :meth:`ImagesRequest.from_params` sends them."""
+        if params.init_image is None:
+            raise ValidationError("init_image", None, "an images/edits request needs an init image")
+        from sdkit.initimage import init_image_png
+
+        base = ImagesRequest.from_params(params, model=model, sd_extras=sd_extras, n=n, seed=seed)
+        return cls(
+            image=init_image_png(params.init_image),
+            prompt=base.prompt,
+            model=base.model,
+            n=base.n,
+            size=base.size,
+            strength=params.denoising_strength,
+            extras=base.extras,
+            image_key=params.init_image,
+            **fields,
+        )
+
+    def to_fields(self) -> list[tuple[str, Any]]:
+        """The text form fields, in the order sent (the image part goes first, before these)."""
+        out: list[tuple[str, Any]] = [("prompt", self.prompt), ("model", self.model)]
+        for name in ("n", "size", "response_format", "user", "strength"):
+            value = getattr(self, name)
+            if value is not None:
+                out.append((name, value))
+        if self.extras is not None:
+            out += [(k, v) for k, v in self.extras.to_fields().items() if k != "size" or self.size is None]
+        return [(k, json.dumps(v) if isinstance(v, bool) else str(v)) for k, v in out]
+
+    def to_body(self) -> dict[str, Any]:
+        """The form as a dict for display: the image as ``"@image.png"`` (curl's notation), then the text fields."""
+        return {"image": "@image.png", **dict(self.to_fields())}
+
+    def to_multipart(self, boundary: str | None = None) -> tuple[str, bytes]:
+        """(Content-Type, body) of the ``multipart/form-data`` request."""
+        from sdkit.backends.relay.multipart import FilePart, multipart
+
+        return multipart(
+            [("image", FilePart("image.png", self.image, "image/png")), *self.to_fields()], boundary=boundary
+        )

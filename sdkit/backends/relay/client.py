@@ -28,7 +28,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sdkit.backends.relay.apirequest import ChatRequest, ImagesRequest, endpoint_url, request_headers
+from sdkit.backends.relay.apirequest import (
+    ChatRequest,
+    ImageEditRequest,
+    ImagesRequest,
+    endpoint_url,
+    request_headers,
+)
 from sdkit.backends.relay.credentials import resolve_api_key, resolve_base_url
 from sdkit.backends.relay.limits import ERROR_BODY_BYTES, Limits
 from sdkit.backends.relay.reply import (
@@ -411,13 +417,17 @@ class _Base:
 
         return httpx.Timeout(seconds, connect=min(self.connect_timeout, seconds))
 
-    def _prepare(self, request: ChatRequest | ImagesRequest) -> tuple[str, dict[str, str], bytes]:
-        if not isinstance(request, (ChatRequest, ImagesRequest)):
-            raise ValidationError("request", request, "must be a ChatRequest or an ImagesRequest")
+    def _prepare(self, request: ChatRequest | ImagesRequest | ImageEditRequest) -> tuple[str, dict[str, str], bytes]:
+        if not isinstance(request, (ChatRequest, ImagesRequest, ImageEditRequest)):
+            raise ValidationError("request", request, "must be a ChatRequest, an ImagesRequest or an ImageEditRequest")
         url = endpoint_url(self.base_url, request.path)
-        return url, request_headers(self._api_key), request.to_json().encode("utf-8")
+        headers = request_headers(self._api_key)
+        if isinstance(request, ImageEditRequest):  # multipart, made once: a retry sends the same bytes
+            headers["Content-Type"], body = request.to_multipart()
+            return url, headers, body
+        return url, headers, request.to_json().encode("utf-8")
 
-    def _reply_budget(self, request: ChatRequest | ImagesRequest) -> _Budget:
+    def _reply_budget(self, request: ChatRequest | ImagesRequest | ImageEditRequest) -> _Budget:
         lim = self.limits
         if getattr(request, "stream", False):
             return _Budget(
@@ -446,7 +456,9 @@ class _Base:
             + Limits.hint(name)
         )
 
-    def _parse(self, request: ChatRequest | ImagesRequest, text: str) -> ChatCompletion | ImagesResponse:
+    def _parse(
+        self, request: ChatRequest | ImagesRequest | ImageEditRequest, text: str
+    ) -> ChatCompletion | ImagesResponse:
         """Parse the reply, the key masked first (a relay may echo it): the raw text kept is the reply
         byte for byte but for the key."""
         text = scrub(text, *self._secrets, patterns=False)
@@ -591,7 +603,7 @@ class Client(_Base):
             logger.info("%s %s failed (%s); retry %d in %.2f s", method, self.scrub(url), error, attempts, wait)
             time.sleep(wait)
 
-    def send(self, request: ChatRequest | ImagesRequest, *, images: bool = True) -> APIReply:
+    def send(self, request: ChatRequest | ImagesRequest | ImageEditRequest, *, images: bool = True) -> APIReply:
         """Send ``request``; with ``images`` (default) find the reply's images and fetch their URLs,
         raising :class:`~sdkit.ReplyError` when there are none."""
         url, headers, content = self._prepare(request)
@@ -612,6 +624,12 @@ class Client(_Base):
         """``POST /v1/images/generations``; a string is taken as the prompt."""
         if isinstance(request, str):
             request = ImagesRequest(prompt=request)
+        return self.send(request)
+
+    def edit(self, request: ImageEditRequest) -> APIReply:
+        """``POST /v1/images/edits`` (img2img): the init image uploaded as ``multipart/form-data``."""
+        if not isinstance(request, ImageEditRequest):
+            raise ValidationError("request", request, "must be an ImageEditRequest")
         return self.send(request)
 
     def _fetch(self, ref: ImageRef, raw: str) -> FetchedImage:
@@ -716,7 +734,7 @@ class AsyncClient(_Base):
             logger.info("%s %s failed (%s); retry %d in %.2f s", method, self.scrub(url), error, attempts, wait)
             await asyncio.sleep(wait)
 
-    async def send(self, request: ChatRequest | ImagesRequest, *, images: bool = True) -> APIReply:
+    async def send(self, request: ChatRequest | ImagesRequest | ImageEditRequest, *, images: bool = True) -> APIReply:
         url, headers, content = self._prepare(request)
         start = time.perf_counter()
         budget = self._reply_budget(request)
@@ -735,6 +753,11 @@ class AsyncClient(_Base):
     async def images(self, request: ImagesRequest | str) -> APIReply:
         if isinstance(request, str):
             request = ImagesRequest(prompt=request)
+        return await self.send(request)
+
+    async def edit(self, request: ImageEditRequest) -> APIReply:
+        if not isinstance(request, ImageEditRequest):
+            raise ValidationError("request", request, "must be an ImageEditRequest")
         return await self.send(request)
 
     async def _fetch(self, ref: ImageRef, raw: str) -> FetchedImage:

@@ -9,7 +9,9 @@ Standard library only (``http.server`` in a thread), bound to 127.0.0.1 on a fre
 By default ``POST /v1/chat/completions`` answers with an image in the chosen ``shape`` (one of
 :data:`CHAT_SHAPES`) and ``POST /v1/images/generations`` with ``n`` images (``b64_json``, or URLs
 when asked). The image is a flat colour drawn from the prompt and, when sent, the ``seed``
-(:func:`fake_png`), so tests know the pixels to expect. ``relay.script(…)`` queues replies that are
+(:func:`fake_png`), so tests know the pixels to expect. ``POST /v1/images/edits`` (``multipart/form-data``)
+answers with the uploaded ``image`` blended toward that colour by ``strength`` (:func:`fake_edit_png`).
+``relay.script(…)`` queues replies that are
 used first, in order: any status with or without ``Retry-After``, slow replies, a dropped
 connection, garbage bytes, a stream. Every request is recorded in ``relay.requests``.
 """
@@ -35,6 +37,7 @@ __all__ = [
     "RecordedRequest",
     "chat_completion",
     "fake_color",
+    "fake_edit_png",
     "fake_png",
     "fake_text",
     "image_content",
@@ -69,6 +72,49 @@ def fake_png(prompt: str, seed: int | None = None, size: tuple[int, int] = (64, 
     buf = io.BytesIO()
     image.save(buf, format=fmt, **({"quality": 100} if fmt == "JPEG" else {}))
     return buf.getvalue()
+
+
+#: The strength the fake edits endpoint uses when none is sent.
+DEFAULT_EDIT_STRENGTH = 0.75
+
+
+def fake_edit_png(image: bytes, prompt: str, seed: int | None = None, strength: float = DEFAULT_EDIT_STRENGTH,
+                  size: tuple[int, int] | None = None) -> bytes:  # fmt: skip
+    """What the fake edits endpoint returns: the uploaded ``image`` (resized to ``size``) blended toward the
+    flat colour of ``prompt``/``seed`` by ``strength`` (0 = the image, 1 = the colour), as PNG."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(image)) as f:
+        init = f.convert("RGB")
+    if size is not None and init.size != size:
+        init = init.resize(size, Image.Resampling.LANCZOS)
+    out = Image.blend(init, Image.new("RGB", init.size, fake_color(prompt, seed)), strength)
+    buf = io.BytesIO()
+    out.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def parse_form(content_type: str, body: bytes) -> dict[str, Any]:
+    """A ``multipart/form-data`` body as ``{name: text, or bytes for a file part}`` (later repeats win);
+    :class:`ValueError` when it is not one."""
+    import email.parser
+    import email.policy
+
+    if not content_type.lower().startswith("multipart/form-data"):
+        raise ValueError(f"not multipart/form-data: {content_type!r}")
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        f"Content-Type: {content_type}\r\n\r\n".encode() + body
+    )
+    if not message.is_multipart():
+        raise ValueError("the body has no parts")
+    form: dict[str, Any] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not name:
+            raise ValueError("a part without a name")
+        data = part.get_payload(decode=True) or b""
+        form[name] = data if part.get_filename() is not None else data.decode("utf-8")
+    return form
 
 
 _DETAILS = (
@@ -219,6 +265,10 @@ class RecordedRequest:
     def json(self) -> Any:
         return json.loads(self.body) if self.body else None
 
+    def form(self) -> dict[str, Any]:
+        """The ``multipart/form-data`` fields: text as ``str``, files as ``bytes``."""
+        return parse_form(self.headers.get("content-type", ""), self.body)
+
 
 Script = FakeReply | Callable[[RecordedRequest], FakeReply]
 
@@ -329,6 +379,8 @@ class FakeRelay:
             sent = request.headers.get("authorization", "")
             if sent != f"Bearer {self.api_key}":
                 return FakeReply.error(401, f"Incorrect API key provided: {sent.removeprefix('Bearer ')}")
+        if request.path.endswith("/images/edits"):
+            return self._edits_reply(request)
         try:
             body = request.json()
         except ValueError:
@@ -374,6 +426,32 @@ class FakeRelay:
                 items.append({"url": self.host(data), "revised_prompt": prompt})
             else:
                 items.append({"b64_json": base64.b64encode(data).decode()})
+        return FakeReply.json({"created": 1677652288, "data": items})
+
+    def _edits_reply(self, request: RecordedRequest) -> FakeReply:
+        """``/v1/images/edits``: a multipart form with an ``image`` file part; ``n`` images (b64_json or URLs),
+        each the image blended toward the prompt's colour by ``strength`` (the seed, when sent, moves the colour)."""
+        try:
+            form = request.form()
+            image = form.get("image")
+            if not isinstance(image, bytes):
+                return FakeReply.error(400, "image: a file part is required")
+            prompt = form.get("prompt")
+            if not isinstance(prompt, str) or not prompt:
+                return FakeReply.error(400, "prompt is required")
+            seed = int(form["seed"]) if "seed" in form else None
+            strength = float(form.get("strength", DEFAULT_EDIT_STRENGTH))
+            n = int(form.get("n", 1))
+            size = self._size(form) if "size" in form else None
+            items = []
+            for i in range(n):
+                data = fake_edit_png(image, prompt, None if seed is None else seed + i, strength, size)
+                if form.get("response_format") == "url":
+                    items.append({"url": self.host(data), "revised_prompt": prompt})
+                else:
+                    items.append({"b64_json": base64.b64encode(data).decode()})
+        except (ValueError, OSError) as exc:  # not a form, a field that is not a number, an image PIL cannot read
+            return FakeReply.error(400, f"bad edits request: {exc}")
         return FakeReply.json({"created": 1677652288, "data": items})
 
     def _next(self, request: RecordedRequest) -> FakeReply:

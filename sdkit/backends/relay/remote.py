@@ -3,7 +3,9 @@
 Behind the same :class:`~sdkit.Backend` interface as the local pipeline, so sweeps, grids and
 studies never ask which one they hold. ``name`` is ``"chat"`` (``/v1/chat/completions``, one
 request per image) or ``"images"`` (``/v1/images/generations``, one request with ``n`` images, or
-one per image when SD extras are sent so that each image's seed is known).
+one per image when SD extras are sent so that each image's seed is known). With an ``init_image`` (img2img) the
+images backend sends ``/v1/images/edits`` instead, the picture as a PNG file part and ``denoising_strength``
+as ``strength``; the chat API has no image input and refuses it.
 
 Seeds: a remote seed is only known when it was sent (``sd_extras=True``), and even then nothing
 guarantees the relay used it; otherwise the result's seeds are None.
@@ -23,6 +25,7 @@ from sdkit.backends.relay.apirequest import (
     DEFAULT_API_MODEL,
     RESPONSE_FORMATS,
     ChatRequest,
+    ImageEditRequest,
     ImagesRequest,
     SDExtras,
     api_model,
@@ -45,7 +48,7 @@ DEFAULT_MAX_CONCURRENCY = 8
 class _Job:
     index: int  # which params
     part: int  # which request of those params
-    request: ChatRequest | ImagesRequest
+    request: ChatRequest | ImagesRequest | ImageEditRequest
     seed: int | None  # the seed sent, if any
 
 
@@ -98,13 +101,13 @@ class RemoteBackend:
 
     #: Nothing beyond the contract: requests go out concurrently, and a service cannot promise the same
     #: pixels twice, so ``verify`` checks a remote study's archived replies instead of remaking them.
-    #: ``check`` refuses what the API has no field for (init images, variation seeds, hires fix).
+    #: ``check`` refuses what the API has no field for (variation seeds, hires fix; init images on chat).
     capabilities = Capabilities(checks_params=True)
 
     def check(self, params: Sequence[GenerationParams]) -> None:
         """Refuse, before any request, what this API cannot be asked for: it takes a prompt (and SD extras),
-        no init image, variation seed or hires pass; sent without them the images would silently be plain
-        txt2img."""
+        no variation seed or hires pass, and only the images API an init image; sent without them the images
+        would silently be plain txt2img. An init image must be known here (its picture is uploaded)."""
         for p in params:
             refuse_image_modes(self.name, p)
 
@@ -138,12 +141,14 @@ class RemoteBackend:
         """The model name sent for ``params``."""
         return api_model(params, self.model)
 
-    def requests_for(self, params: GenerationParams) -> list[tuple[ChatRequest | ImagesRequest, int | None]]:
+    def requests_for(
+        self, params: GenerationParams
+    ) -> list[tuple[ChatRequest | ImagesRequest | ImageEditRequest, int | None]]:
         """The requests that make ``params`` and the seed each one sends (None when not sent)."""
         refuse_image_modes(self.name, params)
         model = self.remote_model(params)
         if self.name == "chat":
-            out: list[tuple[ChatRequest | ImagesRequest, int | None]] = []
+            out: list[tuple[ChatRequest | ImagesRequest | ImageEditRequest, int | None]] = []
             for seed in params.seeds:
                 extras = SDExtras.from_params(params, seed=seed) if self.sd_extras else None
                 out.append(
@@ -151,12 +156,13 @@ class RemoteBackend:
                 )
             return out
         fmt = self.response_format
+        kind = ImagesRequest if params.init_image is None else ImageEditRequest
         if self.sd_extras:
             return [
-                (ImagesRequest.from_params(params, model=model, sd_extras=True, n=1, seed=s, response_format=fmt), s)
+                (kind.from_params(params, model=model, sd_extras=True, n=1, seed=s, response_format=fmt), s)
                 for s in params.seeds
             ]
-        return [(ImagesRequest.from_params(params, model=model, response_format=fmt), None)]
+        return [(kind.from_params(params, model=model, response_format=fmt), None)]
 
     # --- generation ---
     def generate(self, params: GenerationParams) -> GenerationResult:
@@ -190,7 +196,7 @@ class RemoteBackend:
 
         stop = threading.Event()  # set at the first failure unless return_errors: nothing new is sent
 
-        def send(request: ChatRequest | ImagesRequest) -> APIReply | None:
+        def send(request: ChatRequest | ImagesRequest | ImageEditRequest) -> APIReply | None:
             if stop.is_set():
                 return None
             try:
@@ -296,11 +302,16 @@ class RemoteBackend:
 def refuse_image_modes(backend: str, params: GenerationParams) -> None:
     """A :class:`ValidationError` naming the first field the ``backend`` API cannot send."""
     if params.init_image is not None:
-        raise ValidationError(
-            "init_image",
-            params.init_image,
-            f"the {backend} API takes no input image (img2img runs on the local backend)",
-        )
+        if backend != "images":
+            raise ValidationError(
+                "init_image",
+                params.init_image,
+                f"the {backend} API takes no input image: use the images backend (it sends /v1/images/edits)"
+                " or the local one for img2img",
+            )
+        from sdkit.initimage import load_init_image
+
+        load_init_image(params.init_image)  # a key this machine has never seen is refused here, naming the field
     if params.variation_strength > 0:
         raise ValidationError(
             "variation_strength", params.variation_strength, f"the {backend} API has no variation seed"

@@ -171,13 +171,18 @@ def test_limits_given_to_the_backend_bound_its_client():
             b.generate(GenerationParams("a cat", seed=1))
 
 
-@pytest.mark.parametrize("api", ["chat", "images"])
 @pytest.mark.parametrize(
-    ("change", "field"),
-    [
-        ({"init_image": "sha256:" + "a" * 64}, "init_image"),
-        ({"variation_seed": 3, "variation_strength": 0.5}, "variation_strength"),
-        ({"hires_scale": 2}, "hires_scale"),
+    ("api", "change", "field"),
+    [  # the images API takes an init image (/v1/images/edits: tests/backends/relay/test_edits.py)
+        ("chat", {"init_image": "sha256:" + "a" * 64}, "init_image"),
+        *[
+            (api, change, field)
+            for api in ("chat", "images")
+            for change, field in [
+                ({"variation_seed": 3, "variation_strength": 0.5}, "variation_strength"),
+                ({"hires_scale": 2}, "hires_scale"),
+            ]
+        ],
     ],
 )
 def test_what_the_api_cannot_send_is_refused_before_any_request(relay, api, change, field):
