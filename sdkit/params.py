@@ -57,6 +57,36 @@ def _check_side(field: str, value: object) -> None:
         raise ValidationError(field, value, "must be a multiple of 8")
 
 
+MAX_LORA_WEIGHT = 10.0
+
+
+def _check_loras(value: object) -> tuple[tuple[str, float], ...]:
+    """``loras`` as a tuple of ``(name, float weight)``; pairs may come as lists (JSON) or a dict."""
+    if isinstance(value, dict):
+        value = tuple(value.items())
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+        raise ValidationError("loras", value, "must be a sequence of (name, weight) pairs")
+    out: list[tuple[str, float]] = []
+    for item in value:
+        if isinstance(item, (str, bytes)) or not isinstance(item, (list, tuple)) or len(item) != 2:
+            raise ValidationError("loras", item, "each entry must be a (name, weight) pair")
+        name, weight = item
+        if not isinstance(name, str) or not name.strip() or name != name.strip() or any(c in name for c in "<>:"):
+            raise ValidationError(
+                "loras", name, "a LoRA name must be a non-empty name without spaces at its ends, < > or :"
+            )
+        if not isinstance(weight, (int, float)) or isinstance(weight, bool) or not math.isfinite(weight):
+            raise ValidationError(f"loras[{name}]", weight, "the weight must be a finite number")
+        if abs(weight) > MAX_LORA_WEIGHT:
+            raise ValidationError(
+                f"loras[{name}]", weight, f"the weight must be between -{MAX_LORA_WEIGHT:g} and {MAX_LORA_WEIGHT:g}"
+            )
+        if any(name == seen for seen, _ in out):
+            raise ValidationError("loras", name, "named twice; give each LoRA once")
+        out.append((name, float(weight)))
+    return tuple(out)
+
+
 def parse_size(text: str) -> tuple[int, int]:
     """``"512x768"`` → ``(512, 768)``; a single number means a square."""
     raw = text.strip().lower()
@@ -115,6 +145,9 @@ class GenerationParams:
     scheduler: str | None = None
     num_images: int = 1
     model: str = DEFAULT_MODEL
+    #: LoRAs to apply, as ``(name, weight)`` pairs (A1111's ``<lora:NAME:WEIGHT>``); a name is looked up in
+    #: the backend's LoRA folders. Left out of :meth:`to_dict` when empty, so older records and cache keys hold.
+    loras: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.prompt, str):
@@ -140,6 +173,7 @@ class GenerationParams:
         _check_int("num_images", self.num_images, 1, MAX_IMAGES)
         if not isinstance(self.model, str) or not self.model.strip():
             raise ValidationError("model", self.model, f"must be a model id, a folder or {DEFAULT_MODEL!r}")
+        object.__setattr__(self, "loras", _check_loras(self.loras))
 
     @property
     def seeds(self) -> tuple[int, ...]:
@@ -155,7 +189,13 @@ class GenerationParams:
         return self.replace(seed=self.seeds[index], num_images=1)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The fields as JSON-ready values; ``loras`` only when there are some (as ``[[name, weight], …]``)."""
+        data = dataclasses.asdict(self)
+        if self.loras:
+            data["loras"] = [[name, weight] for name, weight in self.loras]
+        else:
+            del data["loras"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GenerationParams:

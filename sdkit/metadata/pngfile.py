@@ -72,11 +72,25 @@ def record_infotext(record: Mapping[str, Any]) -> str:
         "Size": size,
         "Model hash": (record.get("model_hash") or "")[:10] or None,
         "Model": model_name,
+        "Lora hashes": _lora_hashes(record),
         "RNG": "CPU" if record.get("generator") == "cpu" else None,
         "Backend": record.get("backend") if record.get("backend") != "local" else None,
         "Version": f"sdkit {record.get('sdkit', __version__)}",
     }
-    return format_infotext(p["prompt"], p.get("negative_prompt", ""), pairs)
+    return format_infotext(_prompt_with_loras(p), p.get("negative_prompt", ""), pairs)
+
+
+def _lora_hashes(record: Mapping[str, Any]) -> str | None:
+    """A1111's ``Lora hashes`` value, ``name: hash, …`` (None without LoRAs)."""
+    hashes = record.get("lora_hashes") or {}
+    return ", ".join(f"{name}: {h}" for name, h in hashes.items()) or None
+
+
+def _prompt_with_loras(p: Mapping[str, Any]) -> str:
+    """The prompt as A1111 writes it: LoRAs given in ``loras`` (not as tags) appended as ``<lora:NAME:W>``."""
+    prompt = p["prompt"]
+    tags = [f"<lora:{name}:{weight:g}>" for name, weight in p.get("loras") or () if f"<lora:{name}:" not in prompt]
+    return " ".join([prompt, *tags]) if tags else prompt
 
 
 @cache

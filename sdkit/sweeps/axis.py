@@ -49,6 +49,7 @@ AXIS_PARAMS: dict[str, tuple[str, str]] = {
     "prompt": ("str", "Prompt"),
     "negative_prompt": ("str", "Negative"),
     "prompt_sr": ("str", "Prompt S/R"),
+    "lora_weight": ("float", "LoRA weight"),
 }
 
 #: Other names people type (A1111's labels, the CLI's flags), case-insensitive.
@@ -62,10 +63,11 @@ ALIASES: dict[str, str] = {
     "checkpoint name": "model",
     "negative": "negative_prompt",
     "prompt s/r": "prompt_sr",
+    "lora weight": "lora_weight",
 }
 
 #: Parameters applied first (they set the prompt that Prompt S/R then edits) and last.
-_ORDER = {"model": 0, "prompt": 1, "negative_prompt": 2, "prompt_sr": 9}
+_ORDER = {"model": 0, "prompt": 1, "negative_prompt": 2, "prompt_sr": 9, "lora_weight": 10}
 
 _INT = r"[+-]?\s*\d+"
 _FLOAT = r"[+-]?\s*\d+(?:\.\d*)?"
@@ -180,7 +182,7 @@ def _check_values(param: str, values: Sequence[Any]) -> None:
     probe = GenerationParams("probe", seed=0)
     for v in values:
         try:
-            probe.replace(**{param: v})
+            probe.replace(**({"loras": (("probe", v),)} if param == "lora_weight" else {param: v}))
         except ValidationError as exc:
             raise ValidationError(param, v, exc.reason) from None
 
@@ -256,6 +258,8 @@ class Axis:
                 prompt=params.prompt.replace(search, value),
                 negative_prompt=params.negative_prompt.replace(search, value),
             )
+        if self.param == "lora_weight":
+            return _with_lora_weight(params, value)
         return params.replace(**{self.param: value})
 
     @property
@@ -269,6 +273,25 @@ class Axis:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Axis:
         return cls(data["param"], tuple(data["values"]), tuple(data.get("labels", ())))
+
+
+_LORA_TAG = re.compile(r"(<lora:[^<>:]+)(?::[^<>:]*)?>", re.IGNORECASE)
+
+
+def _with_lora_weight(params: GenerationParams, weight: float) -> GenerationParams:
+    """``params`` with the weight of its one LoRA set: the one in ``loras``, else the prompt's one
+    ``<lora:NAME:W>`` tag (rewritten in place). Refused when there is not exactly one."""
+    tags = _LORA_TAG.findall(params.prompt)
+    if len(params.loras) + len(tags) != 1:
+        found = [name for name, _ in params.loras] + [t[len("<lora:") :] for t in tags]
+        raise ValidationError(
+            "lora_weight",
+            weight,
+            f"sets the weight of one LoRA, in loras or as a <lora:NAME:W> tag in the prompt; found {found or 'none'}",
+        )
+    if params.loras:
+        return params.replace(loras=((params.loras[0][0], weight),))
+    return params.replace(prompt=_LORA_TAG.sub(lambda m: f"{m.group(1)}:{_format(float(weight))}>", params.prompt))
 
 
 def parse_axis(text: str) -> Axis:

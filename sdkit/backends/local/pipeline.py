@@ -10,13 +10,14 @@ import re
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sdkit.backends.base import Capabilities, ResultCallback, StepCallback
 from sdkit.backends.local.cpu import CpuSettings, Threads, cpu_details, import_torch, numerics, resolve_threads
 from sdkit.backends.local.embedded import EMBEDDED_MODELS, NATIVE_SIZE, embedded_model_path, is_embedded
+from sdkit.backends.local.loras import request_loras
 from sdkit.backends.local.schedulers import a1111_name, make_scheduler
 from sdkit.engine.planner import plan_batches
 from sdkit.errors import (
@@ -75,10 +76,15 @@ def pick_dtype(device: str, dtype: str | None = None) -> str:
 
 
 def weights_hash(folder: Path) -> str:
-    """sha256 over a model folder's weight files and configs (sorted by path)."""
+    """sha256 over a model folder's weight files and configs (sorted by path); LoRAs shipped in its
+    ``loras/`` folder are not part of the model (each is recorded by its own hash when used)."""
     h = hashlib.sha256()
     files = sorted(
-        p for p in folder.rglob("*") if p.is_file() and p.suffix in (".safetensors", ".bin", ".json", ".txt")
+        p
+        for p in folder.rglob("*")
+        if p.is_file()
+        and p.suffix in (".safetensors", ".bin", ".json", ".txt")
+        and p.relative_to(folder).parts[0] != "loras"
     )
     for p in files:
         h.update(p.relative_to(folder).as_posix().encode())
@@ -99,6 +105,8 @@ class _Loaded:
     native_size: int
     unet_params: int
     load_s: float
+    #: LoRA file → adapter name, for the adapters loaded into ``pipe`` (kept across calls).
+    adapters: dict[Path, str] = field(default_factory=dict)
 
 
 class LocalBackend:
@@ -127,8 +135,15 @@ class LocalBackend:
         max_batch: int = DEFAULT_MAX_BATCH,
         threads: Threads = "auto",
         portable: bool = False,
+        lora_dirs: Sequence[str | os.PathLike] = (),
     ) -> None:
         self.cpu = CpuSettings(threads, portable)
+        if isinstance(lora_dirs, (str, os.PathLike)):
+            lora_dirs = (lora_dirs,)
+        for folder in lora_dirs:
+            if not Path(folder).expanduser().is_dir():
+                raise ValidationError("lora_dirs", str(folder), "no such folder")
+        self.lora_dirs = tuple(str(d) for d in lora_dirs)
         if portable and device not in (None, "auto", "cpu"):
             raise ValidationError(
                 "device", device, "portable mode is for the CPU (GPU results depend on the GPU and its libraries)"
@@ -166,6 +181,18 @@ class LocalBackend:
         missing path, a file or folder that is not a diffusers pipeline, an uncached hub id while offline."""
         for model in dict.fromkeys(p.model for p in params):
             check_model(model)
+        for p in params:
+            self._lora_files(p)
+
+    def _lora_files(self, p: GenerationParams) -> list[tuple[Path, str, float]]:
+        """``(file, name, weight)`` of each of ``p.loras``; an unknown name is refused (close names suggested)."""
+        from sdkit.backends.local.loras import find_lora, lora_dirs
+
+        loras = request_loras(p)[1]
+        if not loras:
+            return []
+        dirs = lora_dirs(p.model, self.lora_dirs)
+        return [(find_lora(name, dirs), name, weight) for name, weight in loras]
 
     def identity(self) -> dict[str, Any]:
         """Device, dtype and memory preset; the thread count when pinned and portable mode when on
@@ -315,10 +342,15 @@ class LocalBackend:
     ) -> list[GenerationResult]:
         torch = _torch()
         first = params[batch[0]]
+        lora_files = self._lora_files(first)  # an unknown LoRA is refused before any loading
         was_loaded = self._loaded is not None and self._loaded.model == first.model
         loaded = self._load(first.model)
         load_s = 0.0 if was_loaded else loaded.load_s
         pipe = loaded.pipe
+        if lora_files or loaded.adapters:
+            from sdkit.backends.local.loras import apply_loras, lora_hash
+
+            apply_loras(pipe, loaded.adapters, lora_files)
         width = first.width or loaded.native_size
         height = first.height or loaded.native_size
         if first.scheduler is None:
@@ -330,8 +362,9 @@ class LocalBackend:
         prompts, negatives, generators = [], [], []
         for i in batch:
             p = params[i]
+            text = request_loras(p)[0]  # the prompt without its <lora:…> tags
             for seed in p.seeds:
-                prompts.append(p.prompt)
+                prompts.append(text)
                 negatives.append(p.negative_prompt)
                 generators.append(torch.Generator("cpu").manual_seed(seed))
         kwargs: dict[str, Any] = {}
@@ -374,6 +407,8 @@ class LocalBackend:
             **cpu_details(torch, threads, portable=self.cpu.portable),
             "versions": dict(_versions()),
         }
+        if lora_files:
+            details["lora_hashes"] = {name: lora_hash(path) for path, name, _ in lora_files}
         results = []
         offset = 0
         for i in batch:
@@ -397,7 +432,9 @@ class LocalBackend:
 
 def batch_key(p: GenerationParams) -> tuple:
     """Requests with equal keys can share one pipeline call (besides the model, which the planner adds)."""
-    return (p.num_inference_steps, p.guidance_scale, p.width, p.height, p.scheduler, p.negative_prompt == "")
+    key = (p.num_inference_steps, p.guidance_scale, p.width, p.height, p.scheduler, p.negative_prompt == "")
+    loras = request_loras(p)[1]
+    return (*key, loras) if loras else key
 
 
 def _from_pretrained(cls: Any, source: str, dtype: Any, **kwargs: Any) -> Any:
