@@ -77,20 +77,16 @@ def record_infotext(record: Mapping[str, Any]) -> str:
         "Backend": record.get("backend") if record.get("backend") != "local" else None,
         "Version": f"sdkit {record.get('sdkit', __version__)}",
     }
-    return format_infotext(_prompt_with_loras(p), p.get("negative_prompt", ""), pairs)
+    from sdkit.backends.local.loras import prompt_with_lora_tags
+
+    prompt = prompt_with_lora_tags(p["prompt"], p.get("loras") or ())
+    return format_infotext(prompt, p.get("negative_prompt", ""), pairs)
 
 
 def _lora_hashes(record: Mapping[str, Any]) -> str | None:
     """A1111's ``Lora hashes`` value, ``name: hash, …`` (None without LoRAs)."""
     hashes = record.get("lora_hashes") or {}
     return ", ".join(f"{name}: {h}" for name, h in hashes.items()) or None
-
-
-def _prompt_with_loras(p: Mapping[str, Any]) -> str:
-    """The prompt as A1111 writes it: LoRAs given in ``loras`` (not as tags) appended as ``<lora:NAME:W>``."""
-    prompt = p["prompt"]
-    tags = [f"<lora:{name}:{weight:g}>" for name, weight in p.get("loras") or () if f"<lora:{name}:" not in prompt]
-    return " ".join([prompt, *tags]) if tags else prompt
 
 
 @cache

@@ -34,6 +34,7 @@ __all__ = [
     "lora_dirs",
     "lora_hash",
     "lora_names",
+    "prompt_with_lora_tags",
     "request_loras",
     "split_lora_tags",
 ]
@@ -61,6 +62,12 @@ def split_lora_tags(prompt: str) -> tuple[str, tuple[tuple[str, float], ...]]:
         return prompt, ()
     text = re.sub(r"[ \t]{2,}", " ", _TAG.sub("", prompt)).strip()
     return text, tuple(loras)
+
+
+def prompt_with_lora_tags(prompt: str, loras: Iterable[Sequence[Any]]) -> str:
+    """``prompt`` with each of ``loras`` not already tagged in it appended as ``<lora:NAME:W>`` (as A1111 writes it)."""
+    tags = [f"<lora:{name}:{float(weight):g}>" for name, weight in loras if f"<lora:{name}:" not in prompt]
+    return " ".join([prompt, *tags]) if tags else prompt
 
 
 def request_loras(params: Any) -> tuple[str, tuple[tuple[str, float], ...]]:
