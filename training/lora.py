@@ -30,7 +30,7 @@ BASE_MODEL = Path(__file__).resolve().parent.parent / "sdkit" / "models" / "shap
 #: The UNet's layers that get adapters. The text encoder gets none: "hexagon" is a word the tiny
 #: tokenizer knows (its embedding untrained but distinct), and transformers 5 loads text-encoder
 #: LoRAs only with peft >= 0.22, newer than the registry here offers.
-UNET_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2", "time_emb_proj")
+UNET_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2", "time_emb_proj", "conv1", "conv2")
 
 
 @dataclass(frozen=True)
@@ -40,11 +40,11 @@ class LoraConfig:
     seed: int = 0
     threads: int = 2
     rank: int = 8
-    steps: int = 800
+    steps: int = 1000
     batch: int = 16
-    lr: float = 2e-3
+    lr: float = 3e-3
     #: Share of each batch drawn from the base model's own scenes (no forgetting).
-    replay: float = 0.5
+    replay: float = 0.3
     uncond_prob: float = 0.1
     snr_gamma: float = 5.0
     captions_per_scene: int = 8
