@@ -84,8 +84,10 @@ sdkit.run_sweep(study, backend, progress=False).figure(tile_inches=1.2)
 hexagon = base.replace(prompt="a red hexagon on a blue background", loras=[("hexagon", 1.0)])
 lora_sweep = sdkit.Sweep(hexagon, x="lora_weight=0,0.5,1", y="seed=1-4")
 lora_result = sdkit.run_sweep(lora_sweep, backend, progress=False)
-plain = backend.generate(hexagon.replace(loras=(), seed=1))
-print(np.array_equal(np.asarray(lora_result.cells[0].image), np.asarray(plain.images[0])))
+# the four weight-0 cells ran as one call of 4 seeds; the same call without the LoRA gives the same pixels
+plain = backend.generate(hexagon.replace(loras=(), seed=1, num_images=4))
+zero = [c.image for c in lora_result.cells if c.cell.params.loras == (("hexagon", 0.0),)]
+print(all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(zero, plain.images, strict=True)))
 print(lora_result.cells[2].record["lora_hashes"])
 
 # %%

@@ -163,3 +163,14 @@ def test_tags_are_lifted_from_the_prompt():
     assert split_lora_tags("no tags") == ("no tags", ())
     with pytest.raises(ValidationError, match="prompt"):
         split_lora_tags("<lora:x:heavy>")
+
+
+def test_the_hexagon_lora_at_weight_one_draws_hexagons_the_base_model_cannot(backend):
+    from training.shapes import classify
+
+    params = GenerationParams(PROMPT, seed=0, num_images=4)
+    worn = [classify(im) for im in backend.generate(params.replace(loras=[("hexagon", 1)])).images]
+    plain = [classify(im) for im in backend.generate(params).images]
+    assert sum(shape == "hexagon" for _, _, shape in worn) >= 3
+    assert all(colour == "red" and background == "blue" for colour, background, _ in worn)
+    assert sum(shape == "hexagon" for _, _, shape in plain) <= 1
