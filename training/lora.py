@@ -27,10 +27,14 @@ from typing import Any
 __all__ = ["LoraConfig", "LoraReport", "train_lora"]
 
 BASE_MODEL = Path(__file__).resolve().parent.parent / "sdkit" / "models" / "shapes"
-#: The UNet's layers that get adapters. The text encoder gets none: "hexagon" is a word the tiny
-#: tokenizer knows (its embedding untrained but distinct), and transformers 5 loads text-encoder
-#: LoRAs only with peft >= 0.22, newer than the registry here offers.
-UNET_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2", "time_emb_proj", "conv1", "conv2")
+#: The UNet's layers that get adapters (attention, feed-forward, time embedding, ResNet convs).
+#: The text encoder gets none: "hexagon" is a word the tiny tokenizer knows (its embedding
+#: untrained but distinct), and transformers 5 loads text-encoder LoRAs only with peft >= 0.22,
+#: newer than the registry here offers.
+UNET_TARGETS = (
+    *("to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2"),
+    *("time_emb_proj", "conv1", "conv2"),  # the ResNets' convs: a hexagon's corners are drawn at 16×16
+)
 
 
 @dataclass(frozen=True)
