@@ -14,7 +14,7 @@ export PYDEVD_DISABLE_FILE_VALIDATION := 1
 # sdkit sets this itself before it imports torch; exported here too for tests that import torch first.
 export OMP_WAIT_POLICY := PASSIVE
 
-.PHONY: install demo test bench lint format clean browser train-tiny adherence
+.PHONY: install demo test bench lint format clean browser train-tiny train-lora adherence
 
 install: $(STAMP)
 
@@ -72,6 +72,12 @@ train-tiny: $(STAMP)
 	rm -rf runs/train-tiny
 	OMP_WAIT_POLICY=ACTIVE $(PY) -m training.tiny --out runs/train-tiny
 	rm -rf sdkit/models/shapes && mkdir -p sdkit/models && cp -r runs/train-tiny sdkit/models/shapes
+
+# Retrain the `hexagon` LoRA of `tiny` (deterministic) into sdkit/models/shapes/loras/hexagon.safetensors.
+train-lora: $(STAMP)
+	rm -rf runs/train-lora
+	OMP_WAIT_POLICY=ACTIVE $(PY) -m training.lora --out runs/train-lora/hexagon.safetensors
+	mkdir -p sdkit/models/shapes/loras && cp runs/train-lora/hexagon.safetensors runs/train-lora/hexagon.json sdkit/models/shapes/loras/
 
 # Prompt adherence of the embedded model, judged by a pixel classifier (prints NAME: VALUE (goal ...)).
 # OpenMP keeps its defaults here, as in a notebook (see benchmarks/adherence.py).

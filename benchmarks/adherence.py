@@ -60,6 +60,17 @@ def _a(word: str) -> str:
     return "an" if word[0] in "aeiou" else "a"
 
 
+def hexagon_cases() -> list[Case]:
+    """One hexagon prompt per colour (the shape the ``hexagon`` LoRA teaches), backgrounds rotating."""
+    names = list(COLOURS)
+    out = []
+    for ci, colour in enumerate(names):
+        background = names[(ci + 3) % len(names)]
+        prompt = f"{_a(colour)} {colour} hexagon on {_a(background)} {background} background"
+        out.append(Case(prompt, colour, "hexagon", background))
+    return out
+
+
 def score(
     backend: LocalBackend,
     chosen: list[Case],
@@ -67,8 +78,11 @@ def score(
     guidance_scale: float = 7.5,
     steps: int = 20,
     scheduler: str | None = None,
+    loras: tuple[tuple[str, float], ...] = (),
+    images: list | None = None,
 ) -> Scores:
-    """Draw each case with seeds 0..seeds-1 and count what the classifier reads back right."""
+    """Draw each case with seeds 0..seeds-1 and count what the classifier reads back right
+    (the pictures are appended to ``images`` when it is given)."""
     params = [
         GenerationParams(
             c.prompt,
@@ -77,11 +91,14 @@ def score(
             guidance_scale=guidance_scale,
             num_inference_steps=steps,
             scheduler=scheduler,
+            loras=loras,
         )
         for c in chosen
     ]
     right = {"colour": 0, "shape": 0, "background": 0}
     for case, result in zip(chosen, backend.generate_many(params), strict=True):
+        if images is not None:
+            images.extend(result.images)
         for image in result.images:
             colour, background, shape = classify(image)
             right["colour"] += colour == case.colour
@@ -102,6 +119,44 @@ def time_per_image(backend: LocalBackend, repeats: int = 5) -> float:
     return statistics.median(times)
 
 
+def lora_figures(backend: LocalBackend, all_cases: list[Case], seeds: int, base: Scores, base_images: list) -> None:
+    """The ``hexagon`` LoRA shipped with ``tiny``: hexagons at weight 1, the base model's pixels at weight 0,
+    and the three shapes the model knew kept (no forgetting) with the LoRA at 1."""
+    import json
+    from pathlib import Path
+
+    import numpy as np
+
+    hexagons = hexagon_cases()
+    without = score(backend, hexagons, seeds)
+    with_lora = score(backend, hexagons, seeds, loras=(("hexagon", 1.0),))
+    print(f"hexagon prompts: {len(hexagons)} x {seeds} seeds = {with_lora.n} images, LoRA hexagon at weight 1")
+    print(f"hexagon_right_without_lora: {without.shape:.1%} (the base model never saw one)")
+    print(f"hexagon_right_lora_1: {with_lora.shape:.1%} (goal >= 70%)")
+    print(
+        f"hexagon_lora_1_colour_right: {with_lora.colour:.1%}  background_right: {with_lora.background:.1%} "
+        f"(goal >= {GOALS['colour']:.0%} / {GOALS['background']:.0%})"
+    )
+    zero_images: list = []
+    score(backend, all_cases, seeds, loras=(("hexagon", 0.0),), images=zero_images)
+    same = sum(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(base_images, zero_images, strict=True))
+    print(f"lora_0_pixel_identical: {same}/{len(base_images)} images (goal all)")
+    kept = score(backend, all_cases, seeds, loras=(("hexagon", 1.0),))
+    for name in ("shape", "colour", "background"):
+        ratio = getattr(kept, name) / max(getattr(base, name), 1e-9)
+        print(
+            f"lora_1_keeps_{name}: {ratio:.1%} of the base model's ({getattr(kept, name):.1%} vs "
+            f"{getattr(base, name):.1%}, circles/squares/triangles) (goal >= 90%)"
+        )
+    report = Path(__file__).resolve().parent.parent / "sdkit" / "models" / "shapes" / "loras" / "hexagon.json"
+    if report.is_file():
+        trained = json.loads(report.read_text())
+        print(
+            f"lora_training_seconds: {trained['seconds']:.0f} ({trained['config']['steps']} steps, "
+            f"{trained['config']['threads']} threads; goal minutes on 2 CPU cores)"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.adherence", description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=8, help="seeds per prompt at the default guidance")
@@ -110,6 +165,9 @@ def main(argv: list[str] | None = None) -> int:
         "--samplers",
         default="Euler a,DPM++ 2M Karras",
         help="other samplers (A1111 names, comma-separated) to score with --curve-seeds seeds; '' for none",
+    )
+    parser.add_argument(
+        "--only-lora", action="store_true", help="only the hexagon LoRA's figures (no guidance curve or samplers)"
     )
     args = parser.parse_args(argv)
     # OpenMP as the process found it: `make adherence` runs with torch's defaults, as a notebook does
@@ -121,11 +179,15 @@ def main(argv: list[str] | None = None) -> int:
     all_cases = cases()
     policy = os.environ.get("OMP_WAIT_POLICY", "default")
     print(f"threads: {torch.get_num_threads()}  OMP_WAIT_POLICY: {policy}  load average: {os.getloadavg()[0]:.2f}")
-    s = score(backend, all_cases, args.seeds)
+    base_images: list = []
+    s = score(backend, all_cases, args.seeds, images=base_images)
     print(f"prompts: {len(all_cases)} x {args.seeds} seeds = {s.n} images at guidance 7.5, 20 steps")
     print(f"shape_colour_right: {s.colour:.1%} (goal >= {GOALS['colour']:.0%})")
     print(f"shape_right: {s.shape:.1%} (goal >= {GOALS['shape']:.0%})")
     print(f"background_right: {s.background:.1%} (goal >= {GOALS['background']:.0%})")
+    lora_figures(backend, all_cases, args.seeds, s, base_images)
+    if args.only_lora:
+        return 0
     curve = [(g, score(backend, all_cases, args.curve_seeds, g)) for g in GUIDANCE_CURVE]
     for g, c in curve:
         print(

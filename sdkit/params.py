@@ -59,6 +59,36 @@ def _check_side(field: str, value: object) -> None:
         raise ValidationError(field, value, "must be a multiple of 8")
 
 
+MAX_LORA_WEIGHT = 10.0
+
+
+def _check_loras(value: object) -> tuple[tuple[str, float], ...]:
+    """``loras`` as a tuple of ``(name, float weight)``; pairs may come as lists (JSON) or a dict."""
+    if isinstance(value, dict):
+        value = tuple(value.items())
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+        raise ValidationError("loras", value, "must be a sequence of (name, weight) pairs")
+    out: list[tuple[str, float]] = []
+    for item in value:
+        if isinstance(item, (str, bytes)) or not isinstance(item, (list, tuple)) or len(item) != 2:
+            raise ValidationError("loras", item, "each entry must be a (name, weight) pair")
+        name, weight = item
+        if not isinstance(name, str) or not name.strip() or name != name.strip() or any(c in name for c in "<>:"):
+            raise ValidationError(
+                "loras", name, "a LoRA name must be a non-empty name without spaces at its ends, < > or :"
+            )
+        if not isinstance(weight, (int, float)) or isinstance(weight, bool) or not math.isfinite(weight):
+            raise ValidationError(f"loras[{name}]", weight, "the weight must be a finite number")
+        if abs(weight) > MAX_LORA_WEIGHT:
+            raise ValidationError(
+                f"loras[{name}]", weight, f"the weight must be between -{MAX_LORA_WEIGHT:g} and {MAX_LORA_WEIGHT:g}"
+            )
+        if any(name == seen for seen, _ in out):
+            raise ValidationError("loras", name, "named twice; give each LoRA once")
+        out.append((name, float(weight)))
+    return tuple(out)
+
+
 def parse_size(text: str) -> tuple[int, int]:
     """``"512x768"`` → ``(512, 768)``; a single number means a square."""
     raw = text.strip().lower()
@@ -83,6 +113,7 @@ OMITTED_AT_DEFAULT: dict[str, Any] = {
     "hires_denoising": 0.5,
     "hires_upscaler": "latent",
     "clip_skip": None,
+    "loras": (),
 }
 HIRES_UPSCALERS = ("latent", "lanczos")
 MAX_HIRES_SCALE = 4.0
@@ -186,6 +217,9 @@ class GenerationParams:
     hires_steps: int | None = None
     hires_denoising: float = 0.5
     hires_upscaler: str = "latent"
+    #: LoRAs to apply, as ``(name, weight)`` pairs (A1111's ``<lora:NAME:WEIGHT>``); a name is looked up in
+    #: the backend's LoRA folders. Left out of :meth:`to_dict` when empty, so older records and cache keys hold.
+    loras: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.prompt, str):
@@ -214,6 +248,7 @@ class GenerationParams:
         if self.clip_skip is not None:
             _check_int("clip_skip", self.clip_skip, 1, MAX_CLIP_SKIP)
         _check_modes(self)
+        object.__setattr__(self, "loras", _check_loras(self.loras))
 
     def __repr__(self) -> str:
         """The dataclass repr, less the later fields at their defaults (as in :meth:`to_dict`)."""
@@ -243,6 +278,8 @@ class GenerationParams:
         for name, default in OMITTED_AT_DEFAULT.items():
             if data.get(name, default) == default and name in data:
                 del data[name]
+        if "loras" in data:
+            data["loras"] = [[name, weight] for name, weight in self.loras]
         return data
 
     @classmethod

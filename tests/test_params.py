@@ -127,3 +127,23 @@ def test_unknown_field_check_keeps_the_signature_and_frozenness():
         p.seed = 5
     with pytest.raises(ValidationError, match="prompt=None: is required"):
         GenerationParams()
+
+
+def test_loras_are_validated_and_left_out_of_records_when_empty():
+    plain = GenerationParams("a cat", seed=1)
+    assert "loras" not in plain.to_dict()  # older records and sweep cache keys stay as they were
+    with_lora = GenerationParams("a cat", seed=1, loras=[["hexagon", 1]])
+    assert with_lora.loras == (("hexagon", 1.0),)
+    assert with_lora.to_dict()["loras"] == [["hexagon", 1.0]]
+    assert GenerationParams.from_dict(with_lora.to_dict()) == with_lora
+    for bad, field in [
+        ("hexagon", "loras"),
+        ([("hexagon",)], "loras"),
+        ([("", 1)], "loras"),
+        ([("hexagon", "1")], "loras[hexagon]"),
+        ([("hexagon", float("inf"))], "loras[hexagon]"),
+        ([("a", 1), ("a", 0.5)], "loras"),
+    ]:
+        with pytest.raises(ValidationError) as info:
+            GenerationParams("a cat", loras=bad)
+        assert info.value.field == field

@@ -21,6 +21,7 @@ from typing import Any
 
 __all__ = [
     "COLOURS",
+    "NEW_SHAPES",
     "POSITIONS",
     "SHAPES",
     "SIZES",
@@ -44,6 +45,9 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "black": (20, 20, 20),
 }
 SHAPES = ("circle", "square", "triangle")
+#: Shapes the base model never saw: drawn and read back like the others, but not in :func:`all_scenes`
+#: or :func:`random_scene` (the training data of ``tiny``); the ``hexagon`` LoRA teaches the first one.
+NEW_SHAPES = ("hexagon",)
 #: Size word → side of the shape's bounding box in pixels (at 64×64).
 SIZES: dict[str, int] = {"small": 24, "medium": 34, "large": 46}
 #: Position phrase → centre offset direction (x, y).
@@ -77,8 +81,8 @@ class Scene:
     position: str = "center"
 
     def __post_init__(self) -> None:
-        if self.shape not in SHAPES:
-            raise ValueError(f"shape={self.shape!r}: must be one of {', '.join(SHAPES)}")
+        if self.shape not in SHAPES + NEW_SHAPES:
+            raise ValueError(f"shape={self.shape!r}: must be one of {', '.join(SHAPES + NEW_SHAPES)}")
         for field in ("colour", "background"):
             if getattr(self, field) not in COLOURS:
                 raise ValueError(f"{field}={getattr(self, field)!r}: must be one of {', '.join(COLOURS)}")
@@ -118,9 +122,23 @@ def render(scene: Scene, size: int = SCENE_SIZE) -> Any:
         draw.ellipse((x0, y0, x1, y1), fill=fill)
     elif scene.shape == "square":
         draw.rectangle((x0, y0, x1, y1), fill=fill)
+    elif scene.shape == "hexagon":
+        draw.polygon([(x + x0, y + y0) for x, y in _hexagon(x1 - x0, y1 - y0)], fill=fill)
     else:
         draw.polygon([((x0 + x1) / 2, y0), (x1, y1), (x0, y1)], fill=fill)
     return img.resize((size, size), Image.Resampling.BOX)
+
+
+def _hexagon(width: float, height: float) -> list[tuple[float, float]]:
+    """A flat-topped hexagon filling a ``width``×``height`` box (corners at left and right middle)."""
+    return [
+        (0, height / 2),
+        (width / 4, 0),
+        (3 * width / 4, 0),
+        (width, height / 2),
+        (3 * width / 4, height),
+        (width / 4, height),
+    ]
 
 
 _TEMPLATES = (
@@ -205,7 +223,35 @@ def classify(image: Any) -> tuple[str, str, str]:
     height = ys[-1 - k] - ys[k] + 1
     fill = len(inside) / max(1, width * height)
     shape = "triangle" if fill < 0.65 else "circle" if fill < 0.9 else "square"
+    if shape == "circle":
+        # A hexagon fills its box about as much as a circle (0.75 vs 0.79): tell them apart by
+        # which outline the shape's pixels match better within the box.
+        shape = _round_or_hexagon({(i % n, i // n) for i in inside}, xs[k], ys[k], width, height)
     return colour, background, shape
+
+
+def _round_or_hexagon(pixels: set[tuple[int, int]], x0: int, y0: int, width: int, height: int) -> str:
+    """``"circle"`` or ``"hexagon"``: the outline (an ellipse or a flat-topped hexagon filling a box)
+    that overlaps the shape's pixels best (intersection over union). The box is the robust one
+    grown by 0–2 pixels on each axis, as that trimming cuts a hexagon's side corners."""
+    best = {"circle": 0.0, "hexagon": 0.0}
+    for grow_x in range(3):
+        for grow_y in range(3):
+            bx, by, bw, bh = x0 - grow_x, y0 - grow_y, width + 2 * grow_x, height + 2 * grow_y
+            for kind in best:
+                inner = 0
+                count = 0
+                for y in range(by, by + bh):
+                    v = abs((y + 0.5 - by) / bh - 0.5)  # 0 at the middle row, 0.5 at the top and bottom
+                    for x in range(bx, bx + bw):
+                        u = abs((x + 0.5 - bx) / bw - 0.5)
+                        inside = u * u + v * v <= 0.25 if kind == "circle" else u <= 0.5 - v / 2
+                        if inside:
+                            count += 1
+                            inner += (x, y) in pixels
+                union = count + len(pixels) - inner
+                best[kind] = max(best[kind], inner / max(1, union))
+    return "hexagon" if best["hexagon"] > best["circle"] else "circle"
 
 
 def all_scenes() -> list[Scene]:

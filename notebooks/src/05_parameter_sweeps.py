@@ -16,6 +16,8 @@ if "google.colab" in sys.modules:
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", package], check=True)
 
 # %%
+import numpy as np
+
 import sdkit
 
 print(sdkit.parse_axis("guidance_scale=1,4,7.5").values)
@@ -68,6 +70,30 @@ study.count()
 # NBVAL_IGNORE_OUTPUT
 # %matplotlib inline
 sdkit.run_sweep(study, backend, progress=False).figure(tile_inches=1.2)
+
+# %% [markdown]
+# ## LoRA weight × seed
+#
+# `tiny` ships a LoRA, `hexagon` (`sdkit/models/shapes/loras/`, trained by `training/lora.py`), that teaches it a
+# shape it never saw. Apply it with A1111's tag `<lora:hexagon:W>` in the prompt or with
+# `loras=[("hexagon", W)]`; the `lora_weight` axis sweeps its weight (Prompt S/R on the tag works too, as in
+# A1111: `prompt_sr=<lora:hexagon:0>,<lora:hexagon:1>`). Other LoRA folders: `LocalBackend(lora_dirs=[…])`,
+# `--lora-dir` or `$SDKIT_LORA_DIR`. Weight 0 gives exactly the model's own pixels:
+
+# %%
+hexagon = base.replace(prompt="a red hexagon on a blue background", loras=[("hexagon", 1.0)])
+lora_sweep = sdkit.Sweep(hexagon, x="lora_weight=0,0.5,1", y="seed=1-4")
+lora_result = sdkit.run_sweep(lora_sweep, backend, progress=False)
+# the four weight-0 cells ran as one call of 4 seeds; the same call without the LoRA gives the same pixels
+plain = backend.generate(hexagon.replace(loras=(), seed=1, num_images=4))
+zero = [c.image for c in lora_result.cells if c.cell.params.loras == (("hexagon", 0.0),)]
+print(all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(zero, plain.images, strict=True)))
+print(lora_result.cells[2].record["lora_hashes"])
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+# %matplotlib inline
+lora_result.figure(tile_inches=1.2)
 
 # %% [markdown]
 # ## The sweep panel

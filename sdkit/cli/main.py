@@ -67,6 +67,7 @@ def _add_generation_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=int, default=1, metavar="N", help="number of images (seeds SEED, SEED+1, …)")
     _add_clip_skip(p)
     _add_mode_args(p)
+    _add_lora_args(p)
 
 
 def _add_clip_skip(p: argparse.ArgumentParser) -> None:
@@ -101,6 +102,37 @@ def _mode_fields(args: argparse.Namespace) -> dict[str, object]:
              "strength": "denoising_strength", "hires_scale": "hires_scale", "hires_steps": "hires_steps",
              "hires_denoising": "hires_denoising", "hires_upscaler": "hires_upscaler"}  # fmt: skip
     return {field: getattr(args, arg) for arg, field in names.items() if getattr(args, arg, None) is not None}
+
+
+def _add_lora_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--lora",
+        action="append",
+        default=[],
+        metavar="NAME[:W]",
+        help="apply a LoRA at weight W (default 1), like <lora:NAME:W> in the prompt; repeatable",
+    )
+    p.add_argument(
+        "--lora-dir",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a folder of LoRA .safetensors files (searched before $SDKIT_LORA_DIR and the model's own); repeatable",
+    )
+
+
+def _loras_from_args(args: argparse.Namespace) -> tuple[tuple[str, float], ...]:
+    """``--lora NAME:W`` → ``(NAME, W)``; the weight is 1 when left out."""
+    out = []
+    for text in getattr(args, "lora", None) or ():
+        name, sep, weight = text.rpartition(":")
+        if not sep:
+            name, weight = text, "1"
+        try:
+            out.append((name, float(weight)))
+        except ValueError:
+            raise ValidationError("--lora", text, "must be NAME or NAME:WEIGHT, e.g. hexagon:0.8") from None
+    return tuple(out)
 
 
 def _threads(text: str):
@@ -156,6 +188,7 @@ def _backend_from_args(
         "sd_extras": args.sd_extras or None,
         "timeout": args.timeout,
         "max_retries": args.max_retries,
+        "lora_dirs": getattr(args, "lora_dir", None) or None,
     }
     options = {name: value for name, value in flags.items() if value is not None}
     options.update(args.backend_option)
@@ -368,6 +401,7 @@ def _params_from_args(args: argparse.Namespace):
         model=args.model,
         clip_skip=getattr(args, "clip_skip", None),
         **_mode_fields(args),
+        loras=_loras_from_args(args),
     )
 
 
@@ -569,6 +603,7 @@ def _add_sweep_parser(sub) -> None:
     _add_mode_args(sw)
     sw.add_argument("--model", default=DEFAULT_MODEL, metavar="ID|PATH|tiny", help="model (default: the embedded tiny)")
     _add_clip_skip(sw)
+    _add_lora_args(sw)
     prompts = sw.add_mutually_exclusive_group()
     prompts.add_argument("--matrix", action="store_true", help="PROMPT is a prompt matrix base|a|b (first free axis)")
     prompts.add_argument(

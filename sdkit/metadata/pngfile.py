@@ -109,13 +109,23 @@ def record_infotext(record: Mapping[str, Any], extras: Mapping[str, Any] | None 
         if record.get("ti_hashes")
         else None,
         **mode_pairs(p),
+        "Lora hashes": _lora_hashes(record),
         "RNG": "CPU" if record.get("generator") == "cpu" else None,
         "Backend": record.get("backend") if record.get("backend") != "local" else None,
         "Version": f"sdkit {record.get('sdkit', __version__)}",
     }
     pairs.update(record.get(INFOTEXT_EXTRAS_KEY) or {})
     pairs.update(extras or {})
-    return format_infotext(p["prompt"], p.get("negative_prompt", ""), a1111_order(pairs))
+    from sdkit.backends.local.loras import prompt_with_lora_tags
+
+    prompt = prompt_with_lora_tags(p["prompt"], p.get("loras") or ())
+    return format_infotext(prompt, p.get("negative_prompt", ""), a1111_order(pairs))
+
+
+def _lora_hashes(record: Mapping[str, Any]) -> str | None:
+    """A1111's ``Lora hashes`` value, ``name: hash, …`` (None without LoRAs)."""
+    hashes = record.get("lora_hashes") or {}
+    return ", ".join(f"{name}: {h}" for name, h in hashes.items()) or None
 
 
 @cache

@@ -214,8 +214,10 @@ class PromptLab:
         )
 
     def set_params(self, params: GenerationParams, backend: str | None = None) -> None:
-        """Put ``params`` into the controls."""
-        self.prompt.value = params.prompt
+        """Put ``params`` into the controls (LoRAs as ``<lora:NAME:W>`` tags in the prompt)."""
+        from sdkit.backends.local.loras import prompt_with_lora_tags
+
+        self.prompt.value = prompt_with_lora_tags(params.prompt, params.loras)
         self.negative_prompt.value = params.negative_prompt
         self.seed.value = params.seed
         self.steps.max = max(self.steps.max, params.num_inference_steps)

@@ -57,6 +57,7 @@ AXIS_PARAMS: dict[str, tuple[str, str]] = {
     "hires_steps": ("int", "Hires steps"),
     "hires_denoising": ("float", "Hires denoising"),
     "hires_upscaler": ("str", "Upscaler"),
+    "lora_weight": ("float", "LoRA weight"),
 }
 
 #: Other names people type (A1111's labels, the CLI's flags), case-insensitive.
@@ -79,10 +80,11 @@ ALIASES: dict[str, str] = {
     "strength": "denoising_strength",
     "hires upscale": "hires_scale",
     "hires upscaler": "hires_upscaler",
+    "lora weight": "lora_weight",
 }
 
 #: Parameters applied first (they set the prompt that Prompt S/R then edits) and last.
-_ORDER = {"model": 0, "prompt": 1, "negative_prompt": 2, "prompt_sr": 9}
+_ORDER = {"model": 0, "prompt": 1, "negative_prompt": 2, "prompt_sr": 9, "lora_weight": 10}
 
 # A number is written without spaces inside it (``1 2`` and ``+ 5`` are refused, not read as 12 and 5);
 # floats take an exponent (``1e-3``). Spaces may stand around the range's ``-`` and inside its brackets.
@@ -208,7 +210,7 @@ def _check_values(param: str, values: Sequence[Any]) -> None:
     probe = GenerationParams("probe", seed=0, variation_seed=0)  # variation_strength needs a variation seed
     for v in values:
         try:
-            probe.replace(**{param: v})
+            probe.replace(**({"loras": (("probe", v),)} if param == "lora_weight" else {param: v}))
         except ValidationError as exc:
             raise ValidationError(param, v, exc.reason) from None
 
@@ -286,6 +288,8 @@ class Axis:
                 prompt=params.prompt.replace(search, value),
                 negative_prompt=params.negative_prompt.replace(search, value),
             )
+        if self.param == "lora_weight":
+            return _with_lora_weight(params, value)
         return params.replace(**{self.param: value})
 
     @property
@@ -299,6 +303,25 @@ class Axis:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Axis:
         return cls(data["param"], tuple(data["values"]), tuple(data.get("labels", ())))
+
+
+_LORA_TAG = re.compile(r"(<lora:[^<>:]+)(?::[^<>:]*)?>", re.IGNORECASE)
+
+
+def _with_lora_weight(params: GenerationParams, weight: float) -> GenerationParams:
+    """``params`` with the weight of its one LoRA set: the one in ``loras``, else the prompt's one
+    ``<lora:NAME:W>`` tag (rewritten in place). Refused when there is not exactly one."""
+    tags = _LORA_TAG.findall(params.prompt)
+    if len(params.loras) + len(tags) != 1:
+        found = [name for name, _ in params.loras] + [t[len("<lora:") :] for t in tags]
+        raise ValidationError(
+            "lora_weight",
+            weight,
+            f"sets the weight of one LoRA, in loras or as a <lora:NAME:W> tag in the prompt; found {found or 'none'}",
+        )
+    if params.loras:
+        return params.replace(loras=((params.loras[0][0], weight),))
+    return params.replace(prompt=_LORA_TAG.sub(lambda m: f"{m.group(1)}:{_format(float(weight))}>", params.prompt))
 
 
 def parse_axis(text: str) -> Axis:

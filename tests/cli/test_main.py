@@ -48,6 +48,10 @@ def test_generate_twice_in_separate_processes_writes_identical_pngs(tmp_path):
         (["--seed", "-5"], "seed"),
         (["--scheduler", "Euler z"], "scheduler"),
         (["--n", "0"], "num_images"),
+        (["--lora", "hexagn:1"], "loras"),
+        (["--lora", "hexagon:heavy"], "--lora"),
+        (["--lora", "hexagon:11"], "loras[hexagon]"),
+        (["--lora-dir", "/nonexistent/loras"], "lora_dirs"),
     ],
 )
 def test_bad_input_exits_2_naming_the_field_before_any_model_work(tmp_path, capsys, args, field):
@@ -330,3 +334,25 @@ def test_an_out_folder_that_refuses_files_is_refused_before_generating(tmp_path,
     monkeypatch.setattr(tempfile, "TemporaryFile", refuse)
     assert main(["generate", "x", "--out", str(tmp_path)]) == 2
     assert f"out='{tmp_path}': cannot write there: Permission denied" in capsys.readouterr().err
+
+
+def test_lora_flag_applies_the_lora_and_records_it(tmp_path, capsys):
+    code = main(
+        [
+            "generate",
+            "a red hexagon on a blue background",
+            "--seed",
+            "1",
+            "--steps",
+            "2",
+            "--lora",
+            "hexagon:0.5",
+            "--out",
+            str(tmp_path),
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    assert main(["info", str(next(tmp_path.glob("*.png")))]) == 0
+    out = capsys.readouterr().out
+    assert "<lora:hexagon:0.5>" in out and "Lora hashes:" in out

@@ -13,6 +13,19 @@ def test_classifier_reads_back_the_scenes_it_draws():
     assert wrong == []
 
 
+def test_classifier_tells_hexagons_from_circles_in_every_size_and_place():
+    hexagons = [
+        Scene(shape, colour, background, size, position)
+        for shape in ("hexagon", "circle")
+        for colour, background in (("red", "blue"), ("white", "black"), ("yellow", "orange"))
+        for size in ("small", "medium", "large")
+        for position in ("center", "left", "top")
+    ]
+    wrong = [s for s in hexagons if classify(render(s)) != (s.colour, s.background, s.shape)]
+    assert wrong == []
+    assert all(s.shape != "hexagon" for s in all_scenes())  # the base model's data stays as it was
+
+
 def test_classifier_reads_soft_edges_and_faint_pairs_right():
     # A generated picture is never as crisp as a rendering: a blurred shape keeps its kind,
     # also where shape and background are close colours (its outline is the half-way level).

@@ -10,7 +10,7 @@ import re
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from sdkit.backends.local.encoding import (
     TextOnlyEncoder,
     encoder_for,
 )
+from sdkit.backends.local.loras import request_loras
 from sdkit.backends.local.modes import mode_key, run_pipeline
 from sdkit.backends.local.schedulers import a1111_name, check_steps, folder_scheduler, make_scheduler
 from sdkit.checkpoint import is_checkpoint_file
@@ -93,10 +94,15 @@ def pick_dtype(device: str, dtype: str | None = None) -> str:
 
 
 def weights_hash(folder: Path) -> str:
-    """sha256 over a model folder's weight files and configs (sorted by path)."""
+    """sha256 over a model folder's weight files and configs (sorted by path); LoRAs shipped in its
+    ``loras/`` folder are not part of the model (each is recorded by its own hash when used)."""
     h = hashlib.sha256()
     files = sorted(
-        p for p in folder.rglob("*") if p.is_file() and p.suffix in (".safetensors", ".bin", ".json", ".txt")
+        p
+        for p in folder.rglob("*")
+        if p.is_file()
+        and p.suffix in (".safetensors", ".bin", ".json", ".txt")
+        and p.relative_to(folder).parts[0] != "loras"
     )
     for p in files:
         h.update(p.relative_to(folder).as_posix().encode())
@@ -119,6 +125,8 @@ class _Loaded:
     load_s: float
     encoder: PromptEncoder | TextOnlyEncoder
     img2img: Any = None
+    #: LoRA file → adapter name, for the adapters loaded into ``pipe`` (kept across calls).
+    adapters: dict[Path, str] = field(default_factory=dict)
 
 
 class LocalBackend:
@@ -148,11 +156,18 @@ class LocalBackend:
         threads: Threads = "auto",
         portable: bool = False,
         embeddings: str | Path | None = None,
+        lora_dirs: Sequence[str | os.PathLike] = (),
     ) -> None:
         self.cpu = CpuSettings(threads, portable)
         if embeddings is None:
             embeddings = os.environ.get(EMBEDDINGS_ENV) or None
         self.embeddings = EmbeddingFolder(embeddings) if embeddings is not None else None
+        if isinstance(lora_dirs, (str, os.PathLike)):
+            lora_dirs = (lora_dirs,)
+        for folder in lora_dirs:
+            if not Path(folder).expanduser().is_dir():
+                raise ValidationError("lora_dirs", str(folder), "no such folder")
+        self.lora_dirs = tuple(str(d) for d in lora_dirs)
         if portable and device not in (None, "auto", "cpu"):
             raise ValidationError(
                 "device", device, "portable mode is for the CPU (GPU results depend on the GPU and its libraries)"
@@ -194,7 +209,18 @@ class LocalBackend:
             check_model(model)
         for p in params:
             check_prompt_networks(p)
+            self._lora_files(p)
         check_scheduler_steps(params)
+
+    def _lora_files(self, p: GenerationParams) -> list[tuple[Path, str, float]]:
+        """``(file, name, weight)`` of each of ``p.loras``; an unknown name is refused (close names suggested)."""
+        from sdkit.backends.local.loras import find_lora, lora_dirs
+
+        loras = request_loras(p)[1]
+        if not loras:
+            return []
+        dirs = lora_dirs(p.model, self.lora_dirs)
+        return [(find_lora(name, dirs), name, weight) for name, weight in loras]
 
     def identity(self) -> dict[str, Any]:
         """Device, dtype and memory preset; the thread count when pinned and portable mode when on
@@ -354,11 +380,16 @@ class LocalBackend:
         self, batch: list[int], params: Sequence[GenerationParams], on_step: StepCallback | None
     ) -> list[GenerationResult]:
         first = params[batch[0]]
+        lora_files = self._lora_files(first)  # an unknown LoRA is refused before any loading
         was_loaded = self._loaded is not None and self._loaded.model == first.model
         loaded = self._load(first.model)
         load_s = 0.0 if was_loaded else loaded.load_s
         pipe = loaded.pipe
         check_steps(first.scheduler, first.num_inference_steps, loaded.base_scheduler)  # the batch shares both
+        if lora_files or loaded.adapters:
+            from sdkit.backends.local.loras import apply_loras
+
+            apply_loras(pipe, loaded.adapters, lora_files)
         if first.scheduler is None:
             pipe.scheduler = make_scheduler(loaded.base_scheduler[0], loaded.base_scheduler[1])
         else:
@@ -373,7 +404,7 @@ class LocalBackend:
             groups.setdefault(loaded.encoder.chunk_count(texts, p.num_inference_steps), []).append(i)
         done: dict[int, GenerationResult] = {}
         for group in groups.values():
-            for i, result in zip(group, self._call(group, params, on_step, loaded, load_s), strict=True):
+            for i, result in zip(group, self._call(group, params, on_step, loaded, load_s, lora_files), strict=True):
                 done[i] = result
             load_s = 0.0
         return [done[i] for i in batch]
@@ -385,6 +416,7 @@ class LocalBackend:
         on_step: StepCallback | None,
         loaded: _Loaded,
         load_s: float,
+        lora_files: Sequence[tuple[Path, str, float]] = (),
     ) -> list[GenerationResult]:
         torch = _torch()
         first = params[batch[0]]
@@ -449,6 +481,10 @@ class LocalBackend:
             details["prompt_chunks"] = cond.chunks
         if cond.embeddings:
             details["ti_hashes"] = dict(cond.embeddings)
+        if lora_files:
+            from sdkit.backends.local.loras import lora_hash
+
+            details["lora_hashes"] = {name: lora_hash(path) for path, name, _ in lora_files}
         results = []
         offset = 0
         for i in batch:
@@ -493,18 +529,17 @@ def prompt_text(text: str) -> str:
 
 def check_prompt_networks(p: GenerationParams) -> None:
     """Refuse network tags this backend cannot apply, naming the tag."""
-    for field, text in (("prompt", p.prompt), ("negative_prompt", p.negative_prompt)):
+    for name, text in (("prompt", p.prompt), ("negative_prompt", p.negative_prompt)):
         if "<" not in text:
             continue
-        for tag in lift_networks(text, field=field)[1]:
+        for tag in lift_networks(text, field=name)[1]:
             if tag.kind == "hypernet":
-                raise ValidationError(field, str(tag), "hypernetworks are not supported; use a LoRA instead")
-            raise ValidationError(field, str(tag), f"LoRA {tag.name!r} cannot be loaded: no LoRA folder has it")
+                raise ValidationError(name, str(tag), "hypernetworks are not supported; use a LoRA instead")
 
 
 def batch_key(p: GenerationParams) -> tuple:
     """Requests with equal keys can share one pipeline call (besides the model, which the planner adds)."""
-    return (
+    key = (
         p.num_inference_steps,
         p.guidance_scale,
         p.width,
@@ -514,6 +549,8 @@ def batch_key(p: GenerationParams) -> tuple:
         p.clip_skip,
         *mode_key(p),
     )
+    loras = request_loras(p)[1]
+    return (*key, loras) if loras else key
 
 
 def _from_pretrained(cls: Any, source: str, dtype: Any, **kwargs: Any) -> Any:
