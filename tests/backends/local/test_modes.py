@@ -176,16 +176,16 @@ def test_a_model_convert_cannot_map_is_refused_naming_the_weight(tmp_path):
 STUDY = """
 name: denoise
 model: tiny
-params: {{prompt: "a red circle on a blue background", num_inference_steps: 4, init_image: "{init}"}}
+params: {{prompt: "a red hexagon on a blue background <lora:hexagon:1>", num_inference_steps: 4, init_image: "{init}"}}
 axes:
   x: "denoising_strength=0.25,0.5,1"
-  y: "hires_scale=1,2"
+  y: "lora_weight=0,1"
 seeds: [1]
 threads: 1
 """
 
 
-def test_a_study_with_a_denoising_strength_axis_verifies_in_a_new_process(tmp_path, backend):
+def test_a_study_with_a_denoising_strength_by_lora_weight_grid_verifies_in_a_new_process(tmp_path, backend):
     from sdkit import load_manifest, run_study
 
     Image.new("RGB", (64, 64), (240, 220, 30)).save(tmp_path / "init.png")
@@ -201,6 +201,8 @@ def test_a_study_with_a_denoising_strength_axis_verifies_in_a_new_process(tmp_pa
         1.0,
     }
     assert len(list((out / "inputs").glob("*.png"))) == 1  # the folder carries its init image
+    weights = sorted({tuple(map(tuple, e["params"].get("loras", []))) or e["params"]["prompt"] for e in entries})
+    assert len(weights) == 2  # lora_weight 0 and 1 both made
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[3]),
            "SDKIT_CACHE_DIR": str(tmp_path / "fresh-cache")}  # fmt: skip
     proc = subprocess.run(
