@@ -53,6 +53,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.serve
 	$(PY) -m benchmarks.prompts
 	$(PY) -m benchmarks.ray
+	$(PY) -m benchmarks.providers
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
