@@ -149,6 +149,15 @@ def test_prompt_lab_generates_an_image_in_jupyterlab(jupyterlab, browser):
     )
     # the notebook's own scripted run must have finished before we click (its output shows the code)
     wait.until(lambda d: "backend.generate(params)" in d.find_element(By.CSS_SELECTOR, ".jp-NotebookPanel").text)
+    # ... and every cell after it: while the kernel is busy the front end holds typed text back, and a click
+    # sent meanwhile would reach the kernel before the prompt it goes with
+    wait.until(
+        lambda d: d.execute_script(
+            "const w = window.jupyterapp.shell.currentWidget;"
+            "const busy = [...document.querySelectorAll('.jp-InputPrompt')].some(p => p.textContent.includes('*'));"
+            "return !busy && w.sessionContext.session.kernel.status === 'idle';"
+        )
+    )
     images = browser.find_elements(By.CSS_SELECTOR, ".widget-image")
     before = [img.get_attribute("src") for img in images]
     browser.find_element(By.XPATH, "//textarea[ancestor::*[contains(@class,'widget-textarea')]]").clear()
