@@ -253,19 +253,6 @@ def checkpoint_family(path: str | os.PathLike) -> str:
     return "unknown"
 
 
-def _bytes_to_unicode() -> list[str]:
-    """CLIP's (and GPT-2's) byte → printable character table, in CLIP's vocabulary order."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return [chr(c) for c in cs]
-
-
 def clip_vocabulary() -> tuple[dict[str, int], list[str]]:
     """CLIP's BPE vocabulary (49408 tokens) and its 48894 merges, as Hugging Face's ``CLIPTokenizer`` files hold
     them: byte symbols, the same with ``</w>``, one token per merge, then ``<|startoftext|>``, ``<|endoftext|>``.
@@ -273,7 +260,9 @@ def clip_vocabulary() -> tuple[dict[str, int], list[str]]:
     import lzma
 
     merges = lzma.decompress((_SHIPPED / "clip_merges.txt.xz").read_bytes()).decode("utf-8").splitlines()
-    symbols = _bytes_to_unicode()
+    from sdkit.backends.local.embedded import bytes_to_unicode
+
+    symbols = list(bytes_to_unicode().values())
     tokens = symbols + [s + "</w>" for s in symbols] + [m.replace(" ", "") for m in merges]
     tokens += ["<|startoftext|>", "<|endoftext|>"]
     return {t: i for i, t in enumerate(tokens)}, merges

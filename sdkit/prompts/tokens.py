@@ -11,7 +11,7 @@ from sdkit.prompts.chunks import CHUNK_TOKENS, chunk_fragments
 from sdkit.prompts.networks import lift_networks
 from sdkit.prompts.schedule import prompt_schedule
 
-__all__ = ["TokenCount", "count_tokens", "count_with"]
+__all__ = ["TokenCount", "comma_id", "count_tokens", "count_with", "token_pieces"]
 
 
 @dataclass(frozen=True)
@@ -35,22 +35,31 @@ class TokenCount:
         return f"{self.tokens}/{self.limit}"
 
 
+def comma_id(tokenizer: Any) -> int | None:
+    """The id of CLIP's end-of-word comma (``,</w>``), which A1111's chunking backs up to; None if it has none."""
+    comma = tokenizer.convert_tokens_to_ids(",</w>")
+    return comma if isinstance(comma, int) and comma != tokenizer.unk_token_id else None
+
+
+def token_pieces(tokenizer: Any, text: str) -> list[list[int]]:
+    """``text``'s token ids without start and end tokens, one piece each (what :func:`chunk_fragments` takes)."""
+    if not text.strip():
+        return []
+    return [[t] for t in tokenizer(text, add_special_tokens=False, truncation=False, verbose=False).input_ids]
+
+
 def count_with(tokenizer: Any, prompt: str, *, steps: int = 20) -> TokenCount:
     """Count ``prompt`` with a loaded CLIP tokenizer: network tags left out, weights' syntax not counted,
     BREAK and long prompts in chunks; with prompt editing, the step whose text is longest."""
-    comma = tokenizer.convert_tokens_to_ids(",</w>")
-    comma_id = comma if isinstance(comma, int) and comma != tokenizer.unk_token_id else None
+    comma = comma_id(tokenizer)
 
     def tokenize(text: str) -> list[list[int]]:
-        if not text.strip():
-            return []
-        ids = tokenizer(text, add_special_tokens=False, truncation=False, verbose=False).input_ids
-        return [[t] for t in ids]
+        return token_pieces(tokenizer, text)
 
     text = lift_networks(prompt)[0] if "<" in prompt else prompt
     best = TokenCount(0, 1)
     for entry in prompt_schedule(text, steps):
-        chunks = chunk_fragments(parse_attention(entry.text), tokenize, comma_id=comma_id)
+        chunks = chunk_fragments(parse_attention(entry.text), tokenize, comma_id=comma)
         count = TokenCount(sum(len(c.tokens) for c in chunks), len(chunks))
         if (count.chunks, count.tokens) > (best.chunks, best.tokens):
             best = count

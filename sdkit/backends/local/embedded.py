@@ -105,7 +105,7 @@ def shipped_model_path(name: str = "tiny") -> Path:
 # --- tokenizer -----------------------------------------------------------------------------
 
 
-def _bytes_to_unicode() -> dict[int, str]:
+def bytes_to_unicode() -> dict[int, str]:
     """CLIP's reversible byte → printable character table."""
     bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
     cs = bs[:]
@@ -142,7 +142,7 @@ def _bpe(word: str, ranks: dict[tuple[str, str], int]) -> list[str]:
 def write_tokenizer(folder: Path, words: list[str] | None = None) -> None:
     """A CLIP BPE tokenizer: 512 byte symbols, whole-word merges for ``words``, 2 specials."""
     words = VOCAB_WORDS if words is None else words
-    symbols = list(_bytes_to_unicode().values())
+    symbols = list(bytes_to_unicode().values())
     vocab: dict[str, int] = {}
     for s in symbols + [s + "</w>" for s in symbols]:
         vocab.setdefault(s, len(vocab))

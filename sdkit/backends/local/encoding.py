@@ -29,6 +29,7 @@ from sdkit.prompts.attention import parse_attention
 from sdkit.prompts.chunks import CHUNK_TOKENS, Chunk, chunk_fragments
 from sdkit.prompts.schedule import prompt_schedule
 from sdkit.prompts.syntax import is_plain_text
+from sdkit.prompts.tokens import comma_id, token_pieces
 
 __all__ = ["Conditioning", "EmbeddingFolder", "PromptEncoder", "TextOnlyEncoder", "encoder_for"]
 
@@ -174,9 +175,7 @@ class PromptEncoder:
             tokenizer, text_encoder = getattr(pipe, tok_name, None), getattr(pipe, te_name, None)
             if tokenizer is None or text_encoder is None:
                 continue
-            comma = tokenizer.convert_tokens_to_ids(",</w>")
-            comma_id = comma if isinstance(comma, int) and comma != tokenizer.unk_token_id else None
-            self.encoders.append(_Encoder(tokenizer, text_encoder, key, comma_id))
+            self.encoders.append(_Encoder(tokenizer, text_encoder, key, comma_id(tokenizer)))
         if not self.encoders:
             raise ModelError(f"{type(pipe).__name__} has no CLIP text encoder for sdkit's prompt language")
         self.layers = min(e.text_encoder.config.num_hidden_layers for e in self.encoders)
@@ -224,9 +223,8 @@ class PromptEncoder:
             for i, part in enumerate(parts):
                 if i % 2:  # an embedding's name
                     pieces.append(list(enc.added[part]))
-                elif part.strip():
-                    ids = enc.tokenizer(part, add_special_tokens=False, truncation=False, verbose=False).input_ids
-                    pieces.extend([t] for t in ids)
+                else:
+                    pieces.extend(token_pieces(enc.tokenizer, part))
             return pieces
 
         return tokenize
